@@ -1,0 +1,1 @@
+"""SymPy to torch code generation."""

@@ -1,0 +1,1 @@
+"""Torch runtime: special functions, flows, training, verification."""

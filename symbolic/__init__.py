@@ -1,0 +1,35 @@
+r"""Exact solutions of the matching functional: specs, α-expansion, minimizers, λ(α), matched order, magic C."""
+
+from ._errors import NotNormalizableError as NotNormalizableError
+from ._errors import RenormError as RenormError
+from ._errors import SpecError as SpecError
+from ._expand import Coefficient as Coefficient
+from ._expand import coefficients as coefficients
+from ._expand import expand as expand
+from ._magic import MagicC as MagicC
+from ._magic import MagicCheck as MagicCheck
+from ._magic import magic_c as magic_c
+from ._magic import parse_target as parse_target
+from ._numeric import numeric as numeric
+from ._quadrature import EndpointMap as EndpointMap
+from ._quadrature import endpoint_map as endpoint_map
+from ._quadrature import integrate as integrate
+from ._solve import LAMBDA as LAMBDA
+from ._solve import ExactMinimizer as ExactMinimizer
+from ._solve import MatchedOrder as MatchedOrder
+from ._solve import Solution as Solution
+from ._solve import exact_minimizer as exact_minimizer
+from ._solve import matched_order as matched_order
+from ._solve import solve as solve
+from ._spec import FUNCTIONS as FUNCTIONS
+from ._spec import Problem as Problem
+from ._spec import load_spec as load_spec
+from ._spec import make_problem as make_problem
+from ._spec import parse_expression as parse_expression
+
+__all__ = [
+    "NotNormalizableError", "RenormError", "SpecError", "Coefficient", "coefficients", "expand",
+    "MagicC", "MagicCheck", "magic_c", "parse_target", "numeric", "EndpointMap", "endpoint_map",
+    "integrate", "LAMBDA", "ExactMinimizer", "MatchedOrder", "Solution", "exact_minimizer",
+    "matched_order", "solve", "FUNCTIONS", "Problem", "load_spec", "make_problem", "parse_expression",
+]

@@ -1,0 +1,26 @@
+r"""Errors that are meant to be read by people: one line, what was wrong and where."""
+
+from __future__ import annotations
+
+__all__ = ["RenormError", "SpecError", "NotNormalizableError"]
+
+
+class RenormError(ValueError):
+    r"""Base class of the errors the command line prints as one line and exit code 2."""
+
+
+class SpecError(RenormError):
+    r"""A spec file or a spec field is invalid (names the field and the offending text)."""
+
+
+class NotNormalizableError(RenormError):
+    r"""No normalized minimizer exists for the chosen :math:`f` and :math:`C`.
+
+    Attributes:
+        matched_order: The order through which the degenerate limit still matches
+            :math:`p^N` (``None`` when unknown).
+    """
+
+    def __init__(self, message: str, matched_order: int | None = None):
+        super().__init__(message)
+        self.matched_order = matched_order

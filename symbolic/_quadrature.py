@@ -1,0 +1,149 @@
+r"""Vectorized adaptive Gauss–Kronrod quadrature and the endpoint-resolving variable maps."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+__all__ = ["integrate", "Quadrature", "EndpointMap", "endpoint_map"]
+
+# Kronrod 15-point nodes on [0, 1] half (symmetric), with the 7-point Gauss rule nested in
+# the odd-indexed ones; the pair gives a free error estimate per panel.
+_XK = np.array([
+    0.991455371120812639206854697526329, 0.949107912342758524526189684047851,
+    0.864864423359769072789712788640926, 0.741531185599394439863864773280788,
+    0.586087235467691130294144845693013, 0.405845151377397166906606412076961,
+    0.207784955007898467600689403773245, 0.0,
+])
+_WK = np.array([
+    0.022935322010529224963732008058970, 0.063092092629978553290700663189204,
+    0.104790010322250183839876322541518, 0.140653259715525918745189590510238,
+    0.169004726639267902826583426598550, 0.190350578064785409913256402421014,
+    0.204432940075298892414161999234649, 0.209482141084727828012999174891714,
+])
+_WG = np.array([0.129484966168869693270611432679082, 0.279705391489276667901467771423780,
+                0.381830050505118944950369775488975, 0.417959183673469387755102040816327])
+
+NODES = np.concatenate([-_XK[:-1], _XK[::-1]])
+KRONROD = np.concatenate([_WK[:-1], _WK[::-1]])
+GAUSS = np.zeros(15)
+GAUSS[1:15:2] = np.concatenate([_WG[:-1], _WG[::-1]])
+
+
+@dataclass(frozen=True)
+class Quadrature:
+    r"""Result of :func:`integrate`: the value, an error estimate and the panels used."""
+
+    value: float
+    error: float
+    panels: int
+
+
+def integrate(
+    fn: Callable[[np.ndarray], np.ndarray],
+    lo: float,
+    hi: float,
+    breakpoints: np.ndarray | tuple[float, ...] = (),
+    rtol: float = 1e-13,
+    atol: float = 0.0,
+    initial: int = 16,
+    max_panels: int = 200_000,
+) -> Quadrature:
+    r"""Integrates a vectorized function by globally adaptive G7–K15 bisection.
+
+    All active panels are evaluated in one call of ``fn``, so the cost is a few dozen
+    NumPy calls rather than thousands of scalar calls.
+
+    Arguments:
+        fn: Maps an array of abscissae (any shape) to values of the same shape.
+        lo, hi: Finite limits.
+        breakpoints: Points inside ``(lo, hi)`` where the integrand is not smooth.
+        rtol, atol: Target accuracy :math:`\max(atol, rtol |I|)`.
+        initial: Equal panels per interval between breakpoints at the start.
+        max_panels: Give up refining beyond this many panels (the error estimate says so).
+
+    Returns:
+        A :class:`Quadrature`; ``value`` is NaN if ``fn`` returned a non-finite value.
+    """
+    edges = np.unique(np.concatenate([[lo], np.asarray(breakpoints, dtype=float), [hi]]))
+    edges = edges[(edges >= lo) & (edges <= hi)]
+    t = np.linspace(0.0, 1.0, initial + 1)
+    left = (edges[:-1, None] + (edges[1:] - edges[:-1])[:, None] * t[None, :-1]).ravel()
+    right = (edges[:-1, None] + (edges[1:] - edges[:-1])[:, None] * t[None, 1:]).ravel()
+
+    done_value, done_error, total_panels = 0.0, 0.0, left.size
+    span = hi - lo
+    while left.size:
+        half = 0.5 * (right - left)
+        mid = 0.5 * (right + left)
+        values = np.asarray(fn(mid[:, None] + half[:, None] * NODES[None, :]), dtype=float)
+        if not np.isfinite(values).all():
+            return Quadrature(math.nan, math.inf, total_panels)
+        kronrod = half * (values @ KRONROD)
+        error = np.abs(kronrod - half * (values @ GAUSS))
+        total = done_value + kronrod.sum()
+        tolerance = max(atol, rtol * abs(total))
+        # a panel is accepted when its error is within its share of the tolerance
+        accept = error <= tolerance * (right - left) / span
+        if total_panels >= max_panels:
+            accept[:] = True
+        done_value += kronrod[accept].sum()
+        done_error += error[accept].sum()
+        left, right, mid = left[~accept], right[~accept], mid[~accept]
+        left, right = np.concatenate([left, mid]), np.concatenate([mid, right])
+        total_panels += left.size // 2
+    return Quadrature(float(done_value), float(done_error), total_panels)
+
+
+@dataclass(frozen=True)
+class EndpointMap:
+    r"""A change of variables :math:`x(u)` that resolves the support's endpoints.
+
+    For a singular lower endpoint :math:`x = a + e^u`; for an upper one :math:`x = b - e^u`;
+    otherwise :math:`x = a + (b - a)(1 + \tanh u)/2`. Integrals become
+    :math:`\int dx\, g = \int du\, g(x(u))\, x'(u)` over :attr:`lo`, :attr:`hi`.
+    """
+
+    kind: str
+    a: float
+    b: float
+    lo: float
+    hi: float
+
+    def x(self, u: np.ndarray) -> np.ndarray:
+        if self.kind == "lower":
+            return self.a + np.exp(u)
+        if self.kind == "upper":
+            return self.b - np.exp(u)
+        return self.a + (self.b - self.a) * 0.5 * (1.0 + np.tanh(u))
+
+    def jacobian(self, u: np.ndarray) -> np.ndarray:
+        if self.kind in ("lower", "upper"):
+            return np.exp(u)
+        return (self.b - self.a) * 0.5 / np.cosh(u) ** 2
+
+    def u(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=float)
+        if self.kind == "lower":
+            return np.log(x - self.a)
+        if self.kind == "upper":
+            return np.log(self.b - x)
+        return np.arctanh(2.0 * (x - self.a) / (self.b - self.a) - 1.0)
+
+
+#: :math:`e^{-600}` is far below any scale a physical distribution resolves, yet keeps
+#: :math:`1/x` finite in float64.
+U_TAIL = 600.0
+
+
+def endpoint_map(support: tuple[float, float], singular: str) -> EndpointMap:
+    r"""The variable map used for all one-dimensional integrals over the support."""
+    a, b = support
+    if singular == "upper" or (math.isinf(a) and not math.isinf(b)):
+        return EndpointMap("upper", a, b, -U_TAIL, U_TAIL if math.isinf(a) else math.log(b - a))
+    if singular == "lower" or math.isinf(b):
+        return EndpointMap("lower", a, b, -U_TAIL, U_TAIL if math.isinf(b) else math.log(b - a))
+    return EndpointMap("none", a, b, -18.0, 18.0)

@@ -1,0 +1,402 @@
+r"""Exact Euler–Lagrange minimizers of the matching loss, their Lagrange multiplier λ(α) and the matched order."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Callable, Sequence
+
+import numpy as np
+import scipy.optimize
+import sympy as sp
+
+from ._errors import NotNormalizableError, RenormError
+from ._expand import expand
+from ._numeric import lambertw, numeric
+from ._quadrature import endpoint_map, integrate
+from ._spec import Problem
+
+__all__ = [
+    "LAMBDA", "ExactMinimizer", "Solution", "MatchedOrder",
+    "exact_minimizer", "solve", "matched_order",
+]
+
+#: The Lagrange multiplier's symbol in closed forms.
+LAMBDA = sp.Symbol("lambda", real=True)
+
+#: Bracket for the Lagrange multiplier's magnitude.
+_LOG_LAMBDA_RANGE = (math.log(1e-300), math.log(1e300))
+#: Integrand tails larger than this (relative to the integral) mean the integral diverges.
+_TAIL_TOLERANCE = 1e-10
+#: Width in :math:`\log(x - a)` of the tail region checked for left-over weight.
+_TAIL_WIDTH = 200.0
+_BISECTIONS = 90
+
+
+def exact_minimizer(problem: Problem) -> sp.Expr | None:
+    r"""The closed-form minimizer :math:`q_\lambda(x|\alpha)` as a SymPy expression in :data:`LAMBDA`.
+
+    The Euler–Lagrange condition of :math:`\int w |f(q) - f(p)|^2 + \lambda(\int q - 1)` is
+    :math:`(f(q) - \mathrm{Re}\, f(p))\, f'(q) = -\lambda C^2` (the imaginary part of
+    :math:`f(p)` only adds a :math:`q`-independent constant). Hence
+
+    - ``linear``: :math:`q = \max(p - \lambda C^2, 0)` (the bound :math:`q \ge 0` is active where
+      :math:`p < \lambda C^2`);
+    - ``log``: with :math:`\mathrm{Re}\log p = \log|p|`, :math:`q = |p|\, e^{-W(\lambda C^2 |p|)}`;
+      where :math:`p < 0` the minimizer mirrors :math:`|p|` and the phase contributes
+      :math:`\pi^2 w` to the loss;
+    - other :math:`f`: SymPy's ``solve`` of the condition for :math:`p > 0`, or ``None``.
+    """
+    p, c2, q = problem.density, problem.C_squared, problem.q
+    if problem.f_kind == "linear":
+        return sp.Max(p - LAMBDA * c2, 0)
+    if problem.f_kind == "log":
+        magnitude = p if p.is_positive else sp.Abs(p)
+        return magnitude * sp.exp(-sp.LambertW(LAMBDA * c2 * magnitude))
+    target, z = sp.Symbol("P", positive=True), sp.Symbol("Z", positive=True)
+    condition = (problem.f - problem.f.subs(q, target)) * sp.diff(problem.f, q) + z
+    try:
+        roots = sp.solve(condition, q)
+    except (NotImplementedError, ValueError):
+        return None
+    for root in roots:
+        # the minimizer is the root that reduces to q = p without a constraint
+        if sp.simplify(root.subs(z, 0) - target) == 0:
+            return root.subs({target: p, z: LAMBDA * c2})
+    return None
+
+
+@dataclass(frozen=True)
+class Solution:
+    r"""The exact minimizer at one coupling.
+
+    Attributes:
+        alpha: The coupling.
+        lagrange_multiplier: λ with :math:`\int q_\lambda = 1`.
+        normalization: :math:`\int q_\lambda dx` at that λ (an independent quadrature).
+        loss: :math:`L[q^*] = \int w |f(q^*) - f(p)|^2 dx` (``inf`` if it diverges).
+    """
+
+    alpha: float
+    lagrange_multiplier: float
+    normalization: float
+    loss: float
+    minimizer: "ExactMinimizer" = field(repr=False, compare=False)
+
+    def q(self, x: np.ndarray) -> np.ndarray:
+        r""":math:`q^*(x|\alpha)` at points of the support."""
+        return self.minimizer.q(np.asarray(x, dtype=float), self.alpha, self.lagrange_multiplier)
+
+
+class ExactMinimizer:
+    r"""Numerical evaluation of :math:`q_\lambda(x|\alpha)` and the solution of :math:`\int q_\lambda = 1`.
+
+    Arguments:
+        problem: The matching problem; any :math:`f` (closed forms for ``linear`` and ``log``,
+            vectorized bisection in :math:`\log q` otherwise).
+    """
+
+    def __init__(self, problem: Problem):
+        self.problem = problem
+        x, a = problem.x, problem.coupling
+        self._p = numeric(problem.density, (x, a))
+        self._c2 = numeric(problem.C_squared, (x, a))
+        self._w = numeric(problem.weight, (x, a))
+        self.map = endpoint_map(problem.support_floats, problem.singular)
+        if problem.f_kind == "custom":
+            q = problem.q
+            slope = numeric(sp.diff(problem.f, q), (q,))(np.array(1.0))
+            sign = 1.0 if float(np.real(slope)) > 0 else -1.0
+            # the loss is unchanged by f -> -f, so an increasing f is enough
+            self._f = numeric(sign * problem.f, (q,))
+            self._fprime = numeric(sign * sp.diff(problem.f, q), (q,))
+
+    # pointwise pieces -------------------------------------------------------------
+    def p(self, x: np.ndarray, alpha: float) -> np.ndarray:
+        return np.asarray(self._p(x, alpha), dtype=float)
+
+    def C_squared(self, x: np.ndarray, alpha: float) -> np.ndarray:
+        return np.asarray(self._c2(x, alpha), dtype=float)
+
+    def weight(self, x: np.ndarray, alpha: float) -> np.ndarray:
+        return np.asarray(self._w(x, alpha), dtype=float)
+
+    def _real_target(self, p: np.ndarray) -> np.ndarray:
+        r""":math:`\mathrm{Re}\, f(p)` on the principal branch (custom :math:`f`)."""
+        with np.errstate(all="ignore"):
+            return np.real(np.asarray(self._f(p.astype(complex)), dtype=complex))
+
+    def _custom_q(self, p: np.ndarray, c2: np.ndarray, lam: float) -> np.ndarray:
+        if lam < 0:
+            raise RenormError("a custom f with λ < 0 (∫p < 1 where p > 0) is not supported; use f = linear or log")
+        target = self._real_target(p)
+        f, fprime = self._f, self._fprime
+        lo, hi = np.full(p.shape, -700.0), np.full(p.shape, 700.0)
+        with np.errstate(all="ignore"):
+            # q_F = f^{-1}(Re f(p)): the unconstrained optimum
+            for _ in range(_BISECTIONS):
+                mid = 0.5 * (lo + hi)
+                below = np.real(f(np.exp(mid))) < target
+                lo, hi = np.where(below, mid, lo), np.where(below, hi, mid)
+            reachable = np.real(f(np.exp(np.full(p.shape, -700.0)))) < target
+            q_target = np.where(reachable, np.exp(0.5 * (lo + hi)), 0.0)
+            if lam == 0:
+                return q_target
+            condition = lambda q: (np.real(f(q)) - target) * np.real(fprime(q)) + lam * c2
+            lo = np.log(np.maximum(q_target, 1e-300)) - 700.0
+            hi = np.log(np.maximum(q_target, 1e-300))
+            boundary = condition(np.exp(lo)) > 0
+            for _ in range(_BISECTIONS):
+                mid = 0.5 * (lo + hi)
+                negative = condition(np.exp(mid)) < 0
+                lo, hi = np.where(negative, mid, lo), np.where(negative, hi, mid)
+            return np.where(reachable & ~boundary, np.exp(0.5 * (lo + hi)), 0.0)
+
+    def q(self, x: np.ndarray, alpha: float, lam: float) -> np.ndarray:
+        r""":math:`q_\lambda(x|\alpha)`."""
+        p, c2 = self.p(x, alpha), self.C_squared(x, alpha)
+        kind = self.problem.f_kind
+        with np.errstate(all="ignore"):
+            if kind == "linear":
+                return np.maximum(p - lam * c2, 0.0) if lam != 0 else np.maximum(p, 0.0)
+            if kind == "log":
+                magnitude = np.abs(p)
+                if lam == 0:
+                    return magnitude
+                return np.where(magnitude > 0, magnitude * np.exp(-lambertw(lam * c2 * magnitude)), 0.0)
+        return self._custom_q(p, c2, lam)
+
+    def deviation(self, x: np.ndarray, alpha: float, lam: float) -> np.ndarray:
+        r""":math:`q_\lambda - p`, without cancellation where the closed form allows it."""
+        p = self.p(x, alpha)
+        if self.problem.f_kind == "log" and lam != 0:
+            with np.errstate(all="ignore"):
+                z = lam * self.C_squared(x, alpha) * np.abs(p)
+                return np.where(p > 0, p * np.expm1(-lambertw(z)), self.q(x, alpha, lam) - p)
+        if self.problem.f_kind == "linear":
+            c2 = self.C_squared(x, alpha)
+            return np.where(p > lam * c2, -lam * c2, -p)
+        return self.q(x, alpha, lam) - p
+
+    def log_q(self, x: np.ndarray, alpha: float, lam: float) -> np.ndarray:
+        r""":math:`\log q_\lambda`, exact where :math:`q_\lambda` itself underflows (``log``: :math:`\log|p| - W`)."""
+        if self.problem.f_kind == "log" and lam != 0:
+            p = self.p(x, alpha)
+            with np.errstate(all="ignore"):
+                return np.log(np.abs(p)) - lambertw(lam * self.C_squared(x, alpha) * np.abs(p))
+        with np.errstate(all="ignore"):
+            return np.log(self.q(x, alpha, lam))
+
+    def loss_density(self, x: np.ndarray, alpha: float, log_q: np.ndarray) -> np.ndarray:
+        r""":math:`w\,|f(q) - f(p)|^2` from :math:`\log q`, with the principal-branch :math:`f(p)` where :math:`p < 0`."""
+        p, w = self.p(x, alpha), self.weight(x, alpha)
+        kind = self.problem.f_kind
+        with np.errstate(all="ignore"):
+            if kind == "linear":
+                squared = (np.exp(log_q) - p) ** 2
+            elif kind == "log":
+                real = np.where(np.isneginf(log_q) & (p == 0), 0.0, log_q - np.log(np.abs(p)))
+                squared = real**2 + np.where(p < 0, np.pi**2, 0.0)
+            else:
+                squared = np.abs(np.real(self._f(np.exp(log_q))) - self._f(p.astype(complex))) ** 2
+            # a zero weight, or an infinite one where q = p (a magic kernel), contributes nothing
+            return np.where((squared == 0) | (w == 0), 0.0, w * squared)
+
+    # integrals -------------------------------------------------------------------
+    def breakpoints(self, alpha: float) -> np.ndarray:
+        r"""Sign changes of :math:`p` (zeros and poles such as a Landau pole) in the map variable."""
+        u = np.linspace(self.map.lo, self.map.hi, 4001)[1:-1]
+        sign = np.sign(self.p(self.map.x(u), alpha))
+        change = np.nonzero(sign[:-1] * sign[1:] < 0)[0]
+        lo, hi = u[change], u[change + 1]
+        s_lo = sign[change]
+        for _ in range(60):
+            mid = 0.5 * (lo + hi)
+            same = np.sign(self.p(self.map.x(mid), alpha)) == s_lo
+            lo, hi = np.where(same, mid, lo), np.where(same, hi, mid)
+        return 0.5 * (lo + hi)
+
+    def integral(self, fn: Callable[[np.ndarray], np.ndarray], breakpoints: np.ndarray = np.empty(0), rtol: float = 1e-13) -> float:
+        r""":math:`\int dx\, g(x)` over the support in the endpoint map; ``inf`` if the tails do not decay."""
+        m = self.map
+
+        def integrand(u: np.ndarray) -> np.ndarray:
+            return np.asarray(fn(m.x(u)), dtype=float) * m.jacobian(u)
+
+        result = integrate(integrand, m.lo, m.hi, breakpoints=breakpoints, rtol=rtol)
+        if not math.isfinite(result.value):
+            return math.inf
+        # weight beyond x - a ~ e^-400 is an artifact of the cut-off, not physics: an
+        # integrand that still carries some there does not converge
+        scale = _TAIL_TOLERANCE * max(1.0, abs(result.value))
+        ends = [(m.lo, m.lo + _TAIL_WIDTH)]
+        if m.kind != "none" and math.isinf(m.b if m.kind == "lower" else m.a):
+            ends.append((m.hi - _TAIL_WIDTH, m.hi))
+        for lo, hi in ends if m.kind != "none" else []:
+            if abs(integrate(integrand, lo, hi, rtol=1e-3, atol=scale).value) > scale:
+                return math.inf
+        return result.value
+
+    def normalization(self, alpha: float, lam: float, breakpoints: np.ndarray | None = None) -> float:
+        r""":math:`\int q_\lambda(x|\alpha)\, dx`."""
+        points = self.breakpoints(alpha) if breakpoints is None else breakpoints
+        return self.integral(lambda x: self.q(x, alpha, lam), points)
+
+    def loss(self, alpha: float, log_q: Callable[[np.ndarray], np.ndarray] | None = None, lam: float | None = None) -> float:
+        r""":math:`L[q] = \int w|f(q) - f(p)|^2`, for a given :math:`\log q(x)` or for :math:`q_\lambda`."""
+        fn = log_q if log_q is not None else (lambda x: self.log_q(x, alpha, lam))
+        return self.integral(lambda x: self.loss_density(x, alpha, fn(x)), self.breakpoints(alpha), rtol=1e-11)
+
+    def solve(self, alpha: float, guess: float | None = None) -> Solution:
+        r"""Solves :math:`\int q_\lambda = 1` for λ, bracketing in :math:`\log|\lambda|`.
+
+        Raises:
+            NotNormalizableError: If no λ normalizes :math:`q_\lambda` (e.g. ``f = linear`` with a
+                non-integrable :math:`p`: every :math:`q_\lambda` diverges and the infimum of the
+                loss collapses all probability into the singularity).
+        """
+        alpha = float(alpha)
+        points = self.breakpoints(alpha)
+        total = lambda lam: self.normalization(alpha, lam, points)
+        at_zero = total(0.0)
+        if math.isfinite(at_zero) and abs(at_zero - 1.0) <= 1e-14:
+            lam = 0.0
+        elif at_zero > 1.0:
+            lam = self._bracket(lambda t: total(math.exp(t)) - 1.0, guess, decreasing=True, alpha=alpha)
+        else:
+            lam = -self._bracket(lambda t: total(-math.exp(t)) - 1.0, None, decreasing=False, alpha=alpha, upper=self._negative_limit(alpha))
+        normalization = total(lam)
+        if not abs(normalization - 1.0) <= 1e-8:
+            # ∫q_λ jumps over 1: from divergent straight to (almost) nothing
+            raise NotNormalizableError(
+                f"no normalized minimizer at α = {alpha:g}: with f = {self.problem.f_kind} and this C, ∫q_λ diverges for every λ "
+                "(p is not integrable where q_λ follows it), so the loss pushes all probability into the singularity of p and q* = 0 at every interior x")
+        return Solution(alpha, lam, normalization, self.loss(alpha, lam=lam), self)
+
+    def _negative_limit(self, alpha: float) -> float:
+        r"""Largest :math:`\log|\lambda|` for λ < 0 (``log``: :math:`\lambda C^2|p| \ge -1/e`)."""
+        if self.problem.f_kind == "linear":
+            return _LOG_LAMBDA_RANGE[1]
+        if self.problem.f_kind != "log":
+            raise NotNormalizableError(f"∫q_0 < 1 needs λ < 0, which a custom f does not support (α = {alpha:g})")
+        u = np.linspace(self.map.lo, self.map.hi, 20001)[1:-1]
+        x = self.map.x(u)
+        largest = float(np.nanmax(self.C_squared(x, alpha) * np.abs(self.p(x, alpha))))
+        if not math.isfinite(largest):
+            raise NotNormalizableError(f"∫p < 1 at α = {alpha:g} but C²|p| is unbounded, so f = log cannot add the missing probability (λ C²|p| ≥ -1/e fails)")
+        return -1.0 - math.log(largest) - 1e-12
+
+    def _bracket(self, g: Callable[[float], float], guess: float | None, decreasing: bool, alpha: float, upper: float | None = None) -> float:
+        lo_t, hi_t = _LOG_LAMBDA_RANGE[0], upper if upper is not None else _LOG_LAMBDA_RANGE[1]
+        start = min(max(math.log(guess) if guess and guess > 0 else 0.0, lo_t), hi_t)
+        clipped = lambda t: min(g(t), 1e6)
+        value = clipped(start)
+        step = math.log(10.0)
+        # walk from the start towards the sign change in growing steps (1, 2, 4, ... decades)
+        direction = (1.0 if value > 0 else -1.0) * (1.0 if decreasing else -1.0)
+        t, previous = start, start
+        while (value > 0) == ((clipped(t) > 0)):
+            previous, t = t, t + direction * step
+            step *= 2.0
+            if not lo_t <= t <= hi_t:
+                t = min(max(t, lo_t), hi_t)
+                if (clipped(t) > 0) == (value > 0):
+                    kind = self.problem.f_kind
+                    if decreasing and value > 0:
+                        raise NotNormalizableError(
+                            f"no normalized minimizer at α = {alpha:g}: with f = {kind} and this C, ∫q_λ stays above 1 (or diverges) for every λ up to 1e300, "
+                            "so the loss pushes all probability into the non-integrable singularity of p and q* = 0 at every interior x",
+                            matched_order=None)
+                    raise NotNormalizableError(f"no normalized minimizer at α = {alpha:g}: ∫q_λ cannot reach 1 for any admissible λ with f = {kind} and this C")
+                break
+        a, b = sorted((previous, t))
+        return math.exp(scipy.optimize.brentq(clipped, a, b, xtol=1e-14, rtol=4 * np.finfo(float).eps, maxiter=200))
+
+
+def solve(problem: Problem, alphas: Sequence[float]) -> list[Solution]:
+    r"""The exact minimizer at each coupling (warm-starting λ from the previous one)."""
+    minimizer = ExactMinimizer(problem)
+    out, guess = [], None
+    for alpha in alphas:
+        solution = minimizer.solve(alpha, guess)
+        guess = solution.lagrange_multiplier if solution.lagrange_multiplier > 0 else None
+        out.append(solution)
+    return out
+
+
+@dataclass(frozen=True)
+class MatchedOrder:
+    r"""Through which order the exact minimizer's α-expansion equals :math:`p^n`.
+
+    Method: at interior points :math:`x_i` of the bulk and couplings :math:`\alpha_j = \alpha_{min} 2^{-j}`
+    the deviation :math:`\delta = q^*(x|\alpha) - \sum_{n \le N} \alpha^n p^n(x)` is computed (without
+    cancellation for the closed forms). If :math:`\delta \sim \alpha^s`, the coefficients agree for
+    :math:`n < s`; the local exponent :math:`s` at the smallest couplings (median over :math:`x_i`)
+    gives ``order = min(N, floor(s - 0.75))`` (the 0.25 margin absorbs :math:`\log\alpha` factors).
+    A λ that vanishes faster than any power (as for the LO angularity with f = log, C = 1) gives
+    growing exponents and ``order = N``; a degenerate problem (no normalized minimizer) has
+    :math:`q^* = 0` in the bulk.
+
+    Attributes:
+        order: The matched order (``-1``: not even :math:`p^0`).
+        exponent: The measured :math:`s` (``inf`` when δ vanishes identically).
+        alphas: The couplings used.
+        exponents: Local exponents between consecutive couplings (median over x).
+        points: The interior points.
+        degenerate: Whether no normalized minimizer existed (the bulk value is then 0).
+    """
+
+    order: int
+    exponent: float
+    alphas: tuple[float, ...]
+    exponents: tuple[float, ...]
+    points: tuple[float, ...]
+    degenerate: bool
+
+
+def _bulk_points(problem: Problem) -> np.ndarray:
+    a, b = problem.support_floats
+    if math.isinf(b):
+        return a + np.array([0.1, 0.3, 1.0, 3.0])
+    if math.isinf(a):
+        return b - np.array([0.1, 0.3, 1.0, 3.0])
+    t = np.array([0.05, 0.1, 0.2, 0.35, 0.5])
+    return a + (b - a) * t if problem.singular != "upper" else b - (b - a) * t
+
+
+def matched_order(problem: Problem, steps: int = 10) -> MatchedOrder:
+    r"""Measures through which order :math:`q^*` matches :math:`p^N` (see :class:`MatchedOrder`)."""
+    minimizer = ExactMinimizer(problem)
+    x = _bulk_points(problem)
+    coefficients = [numeric(c, (problem.x,)) for c in expand(problem)]
+    alphas, deviations, degenerate, guess = [], [], False, None
+    for j in range(steps + 1):
+        alpha = problem.coupling_range[0] * 2.0**-j
+        truncated = sum(alpha**n * np.asarray(c(x), dtype=float) for n, c in enumerate(coefficients))
+        try:
+            solution = minimizer.solve(alpha, guess)
+        except NotNormalizableError:
+            degenerate = True
+            deviation = -truncated
+        else:
+            lam = solution.lagrange_multiplier
+            if lam > 0 and lam < 1e-280:
+                break
+            guess = lam if lam > 0 else None
+            remainder = minimizer.p(x, alpha) - truncated
+            deviation = minimizer.deviation(x, alpha, lam) + remainder
+        alphas.append(alpha)
+        deviations.append(np.abs(deviation))
+    exponents = []
+    for d0, d1 in zip(deviations, deviations[1:]):
+        with np.errstate(all="ignore"):
+            local = np.log2(d0 / d1)
+        local = np.where((d0 == 0) & (d1 == 0), np.inf, local)
+        exponents.append(float(np.median(local)))
+    s = exponents[-1] if exponents else math.nan
+    if math.isnan(s):
+        order = -1
+    else:
+        order = problem.order if s == math.inf else int(min(problem.order, max(-1, math.floor(s - 0.75))))
+    return MatchedOrder(order, s, tuple(alphas), tuple(exponents), tuple(x), degenerate)
