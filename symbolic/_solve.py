@@ -32,6 +32,8 @@ _TAIL_TOLERANCE = 1e-10
 #: Width in :math:`\log(x - a)` of the tail region checked for left-over weight.
 _TAIL_WIDTH = 200.0
 _BISECTIONS = 90
+#: Relative deviations below this are float64 noise, not a measurement of δ.
+_RESOLUTION = 1e-13
 
 
 def exact_minimizer(problem: Problem) -> sp.Expr | None:
@@ -369,11 +371,16 @@ def matched_order(problem: Problem, steps: int = 10) -> MatchedOrder:
     r"""Measures through which order :math:`q^*` matches :math:`p^N` (see :class:`MatchedOrder`)."""
     minimizer = ExactMinimizer(problem)
     x = _bulk_points(problem)
-    coefficients = [numeric(c, (problem.x,)) for c in expand(problem)]
+    terms = expand(problem)
+    truncated_expr = sum(problem.coupling**n * c for n, c in enumerate(terms))
+    # p - p^N symbolically: evaluating the difference numerically would leave rounding noise ∝ α
+    remainder_expr = sp.cancel(sp.together(problem.density - truncated_expr))
+    truncated_fn = numeric(truncated_expr, (problem.x, problem.coupling))
+    remainder_fn = numeric(remainder_expr, (problem.x, problem.coupling))
     alphas, deviations, degenerate, guess = [], [], False, None
     for j in range(steps + 1):
         alpha = problem.coupling_range[0] * 2.0**-j
-        truncated = sum(alpha**n * np.asarray(c(x), dtype=float) for n, c in enumerate(coefficients))
+        truncated = np.asarray(truncated_fn(x, alpha), dtype=float)
         try:
             solution = minimizer.solve(alpha, guess)
         except NotNormalizableError:
@@ -381,13 +388,12 @@ def matched_order(problem: Problem, steps: int = 10) -> MatchedOrder:
             deviation = -truncated
         else:
             lam = solution.lagrange_multiplier
-            if lam > 0 and lam < 1e-280:
-                break
             guess = lam if lam > 0 else None
-            remainder = minimizer.p(x, alpha) - truncated
-            deviation = minimizer.deviation(x, alpha, lam) + remainder
+            deviation = minimizer.deviation(x, alpha, lam) + np.asarray(remainder_fn(x, alpha), dtype=float)
         alphas.append(alpha)
         deviations.append(np.abs(deviation))
+        if np.median(np.abs(deviation) / np.maximum(np.abs(truncated), 1e-300)) < _RESOLUTION:
+            break  # δ is below what float64 resolves: the smaller couplings add nothing
     exponents = []
     for d0, d1 in zip(deviations, deviations[1:]):
         with np.errstate(all="ignore"):
