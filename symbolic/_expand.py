@@ -11,7 +11,7 @@ import sympy as sp
 
 from ._errors import SpecError
 from ._numeric import numeric
-from ._quadrature import endpoint_map, integrate
+from ._quadrature import endpoint_map, integrate, integrate_support
 from ._spec import Problem
 
 __all__ = ["Coefficient", "expand", "coefficients"]
@@ -101,25 +101,15 @@ def expand(problem: Problem) -> list[sp.Expr]:
 
 
 def _integrability(problem: Problem, g: sp.Expr) -> float:
-    r"""∫ g over the support by quadrature in the endpoint map; ``inf`` when the tail does not decay."""
+    r""":math:`\int g` over the support; ``inf`` when it diverges at an endpoint."""
     if g == 0:
         return 0.0
-    mapping = endpoint_map(problem.support_floats, problem.singular)
     fn = numeric(g, (problem.x,))
-
-    def integrand(u: np.ndarray) -> np.ndarray:
-        with np.errstate(all="ignore"):
-            return np.broadcast_to(np.asarray(fn(mapping.x(u)), dtype=float), u.shape) * mapping.jacobian(u)
-
-    ends = integrand(np.array([mapping.lo, mapping.hi]))
-    result = integrate(integrand, mapping.lo, mapping.hi, rtol=1e-12)
-    if not math.isfinite(result.value) or np.any(np.abs(ends) * U_SCALE > 1e-10 * max(1.0, abs(result.value))):
-        return math.inf
-    return result.value
+    return integrate_support(lambda x: np.asarray(fn(x), dtype=float), endpoint_map(problem.support_floats, problem.singular), rtol=1e-12)
 
 
-#: The u-distance over which a tail that has not decayed at the cut would still add weight.
-U_SCALE = 600.0
+#: δ weights below this are quadrature noise (the integrals run at relative 1e-12).
+_ZERO = 1e-11
 
 
 def coefficients(problem: Problem) -> list[Coefficient]:
@@ -133,6 +123,12 @@ def coefficients(problem: Problem) -> list[Coefficient]:
         elif math.isinf(total):
             delta, plus = unit, g
         else:
-            delta, plus = (sp.Float(float(unit) - total, 15) if total else unit), sp.Integer(0)
+            weight = float(unit) - total
+            # exact when nothing was integrated; a weight at the quadrature's accuracy is zero
+            if total == 0:
+                delta = unit
+            else:
+                delta = sp.Float(weight, 15) if abs(weight) > _ZERO else sp.Integer(0)
+            plus = sp.Integer(0)
         out.append(Coefficient(n=n, regular=g, delta=delta, plus=plus, integral=total, problem=problem))
     return out

@@ -14,7 +14,7 @@ import sympy as sp
 from ._errors import NotNormalizableError, RenormError
 from ._expand import expand
 from ._numeric import lambertw, numeric
-from ._quadrature import endpoint_map, integrate
+from ._quadrature import endpoint_map, integrate_support
 from ._spec import Problem
 
 __all__ = [
@@ -27,10 +27,6 @@ LAMBDA = sp.Symbol("lambda", real=True)
 
 #: Bracket for the Lagrange multiplier's magnitude.
 _LOG_LAMBDA_RANGE = (math.log(1e-300), math.log(1e300))
-#: Integrand tails larger than this (relative to the integral) mean the integral diverges.
-_TAIL_TOLERANCE = 1e-10
-#: Width in :math:`\log(x - a)` of the tail region checked for left-over weight.
-_TAIL_WIDTH = 200.0
 _BISECTIONS = 90
 #: Relative deviations below this are float64 noise, not a measurement of δ.
 _RESOLUTION = 1e-13
@@ -220,25 +216,8 @@ class ExactMinimizer:
         return 0.5 * (lo + hi)
 
     def integral(self, fn: Callable[[np.ndarray], np.ndarray], breakpoints: np.ndarray = np.empty(0), rtol: float = 1e-13) -> float:
-        r""":math:`\int dx\, g(x)` over the support in the endpoint map; ``inf`` if the tails do not decay."""
-        m = self.map
-
-        def integrand(u: np.ndarray) -> np.ndarray:
-            return np.asarray(fn(m.x(u)), dtype=float) * m.jacobian(u)
-
-        result = integrate(integrand, m.lo, m.hi, breakpoints=breakpoints, rtol=rtol)
-        if not math.isfinite(result.value):
-            return math.inf
-        # weight beyond x - a ~ e^-400 is an artifact of the cut-off, not physics: an
-        # integrand that still carries some there does not converge
-        scale = _TAIL_TOLERANCE * max(1.0, abs(result.value))
-        ends = [(m.lo, m.lo + _TAIL_WIDTH)]
-        if m.kind != "none" and math.isinf(m.b if m.kind == "lower" else m.a):
-            ends.append((m.hi - _TAIL_WIDTH, m.hi))
-        for lo, hi in ends if m.kind != "none" else []:
-            if abs(integrate(integrand, lo, hi, rtol=1e-3, atol=scale).value) > scale:
-                return math.inf
-        return result.value
+        r""":math:`\int dx\, g(x)` over the support (see :func:`integrate_support`)."""
+        return integrate_support(fn, self.map, breakpoints, rtol)
 
     def normalization(self, alpha: float, lam: float, breakpoints: np.ndarray | None = None) -> float:
         r""":math:`\int q_\lambda(x|\alpha)\, dx`."""

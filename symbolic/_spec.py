@@ -58,6 +58,8 @@ def _check_syntax(text: str, names: Mapping[str, Any], where: str) -> None:
                 known = ", ".join(n for n in names if n not in FUNCTIONS)
                 raise SpecError(f"{where}: unknown name {node.id!r} in {text!r} (known: {known}, and SymPy functions such as log, exp, LambertW)")
         elif isinstance(node, ast.Call):
+            if isinstance(node.func, ast.Attribute):
+                raise SpecError(f"{where}: attribute access is not allowed in {text!r}")
             if not isinstance(node.func, ast.Name) or node.func.id not in FUNCTIONS:
                 name = node.func.id if isinstance(node.func, ast.Name) else ast.unparse(node.func)
                 raise SpecError(f"{where}: unknown function {name!r} in {text!r} (allowed: {', '.join(sorted(set(FUNCTIONS)))})")
@@ -69,6 +71,8 @@ def _check_syntax(text: str, names: Mapping[str, Any], where: str) -> None:
         elif isinstance(node, (ast.Compare,)):
             if not all(isinstance(op, _COMPARISONS) for op in node.ops):
                 raise SpecError(f"{where}: only <, <=, >, >= comparisons are allowed in {text!r}")
+        elif isinstance(node, ast.Attribute):
+            raise SpecError(f"{where}: attribute access is not allowed in {text!r}")
         elif not isinstance(node, (ast.Expression, ast.BinOp, ast.UnaryOp, ast.Tuple, ast.Load) + _OPERATORS + _COMPARISONS):
             raise SpecError(f"{where}: {type(node).__name__.lower()} is not allowed in {text!r}")
 

@@ -1,0 +1,384 @@
+r"""The SymPy→torch function table and a strict printer that subclasses SymPy's torch printer."""
+
+from __future__ import annotations
+
+import importlib
+import re
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+import sympy as sp
+from sympy.codegen import cfunctions
+from sympy.printing.precedence import PRECEDENCE
+from sympy.printing.pytorch import TorchPrinter as _SymPyTorchPrinter
+
+from ._errors import CodegenError
+
+__all__ = ["Lowering", "FUNCTIONS", "register", "lowering", "Guard", "TorchPrinter", "fingerprint"]
+
+#: Generated modules import :mod:`renorm.runtime.special` under this name.
+_SPECIAL_MODULE = "renorm.runtime.special"
+_DOTTED = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
+
+
+@dataclass(frozen=True)
+class Lowering:
+    r"""How one SymPy function class becomes a torch call.
+
+    Attributes:
+        target: The callable as it is written in generated code: ``torch.…`` for torch,
+            ``special.…`` for :mod:`renorm.runtime.special`, or any other importable dotted
+            path (``package.module.function``), which the generated module then imports.
+        safe: An argument at which the function and its derivative are finite. The branches
+            of a ``Piecewise`` that are not taken are evaluated at this argument, so that
+            their (discarded) gradients cannot be NaN.
+    """
+
+    target: str
+    safe: float = 0.5
+
+    @property
+    def module(self) -> str:
+        r"""The module the generated code must import for :attr:`target`."""
+        head = self.target.rpartition(".")[0]
+        return _SPECIAL_MODULE if head == "special" else head
+
+
+#: The SymPy→torch table: SymPy function class → :class:`Lowering`. Extend it with
+#: :func:`register`; anything absent is refused at generation time. Structural nodes (``Add``,
+#: ``Mul``, ``Pow``, ``Piecewise``, ``Max``, ``Min``, relations) are lowered by the printer.
+FUNCTIONS: dict[type, Lowering] = {
+    sp.exp: Lowering("torch.exp"),
+    sp.log: Lowering("torch.log"),
+    cfunctions.log1p: Lowering("torch.log1p"),
+    cfunctions.expm1: Lowering("torch.expm1"),
+    sp.Abs: Lowering("torch.abs"),
+    sp.sign: Lowering("torch.sign"),
+    sp.floor: Lowering("torch.floor"),
+    sp.ceiling: Lowering("torch.ceil"),
+    sp.sin: Lowering("torch.sin"),
+    sp.cos: Lowering("torch.cos"),
+    sp.tan: Lowering("torch.tan"),
+    sp.asin: Lowering("torch.asin"),
+    sp.acos: Lowering("torch.acos"),
+    sp.atan: Lowering("torch.atan"),
+    sp.atan2: Lowering("torch.atan2"),
+    sp.sinh: Lowering("torch.sinh"),
+    sp.cosh: Lowering("torch.cosh"),
+    sp.tanh: Lowering("torch.tanh"),
+    sp.asinh: Lowering("torch.asinh"),
+    sp.acosh: Lowering("torch.acosh", safe=2.0),
+    sp.atanh: Lowering("torch.atanh"),
+    sp.erf: Lowering("torch.special.erf"),
+    sp.erfc: Lowering("torch.special.erfc"),
+    # torch's lgamma is log|Γ|; SymPy's loggamma is complex for negative arguments
+    sp.loggamma: Lowering("torch.lgamma"),
+    sp.gamma: Lowering("special.gamma"),
+    sp.LambertW: Lowering("special.lambertw"),
+    sp.polylog: Lowering("special.polylog"),
+    sp.Heaviside: Lowering("special.heaviside"),
+}
+
+
+def _resolve(target: str) -> Any:
+    r"""Imports the object a dotted target names (``special.…`` is :mod:`renorm.runtime.special`)."""
+    module_name, _, attribute = target.rpartition(".")
+    module_name = _SPECIAL_MODULE if module_name == "special" else module_name
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise CodegenError(f"cannot register {target!r}: module {module_name!r} does not import ({error})") from None
+    if not callable(getattr(module, attribute, None)):
+        raise CodegenError(f"cannot register {target!r}: {module_name} has no callable {attribute!r}")
+    return getattr(module, attribute)
+
+
+def register(function: type, target: str | Callable[..., Any], *, safe: float = 0.5) -> None:
+    r"""Adds (or replaces) the torch lowering of a SymPy function class.
+
+    Arguments:
+        function: The SymPy class, e.g. ``sympy.fresnels`` or ``sympy.Function("mystery")``.
+        target: A dotted path such as ``"torch.special.i0"`` or ``"special.dilog"`` (the
+            runtime's special functions), or an importable function object.
+        safe: An argument where the function and its derivative are finite (see
+            :class:`Lowering`).
+
+    Example:
+        >>> import sympy
+        >>> from renorm import codegen
+        >>> codegen.register(sympy.Function("bessel_i0"), "torch.special.i0")
+    """
+    if not (isinstance(function, type) and issubclass(function, sp.Function)):
+        raise CodegenError(f"register: expected a SymPy function class such as sympy.erf, got {function!r}")
+    if callable(target) and not isinstance(target, str):
+        module, name = getattr(target, "__module__", None), getattr(target, "__qualname__", "")
+        if not module or not name.isidentifier():
+            raise CodegenError(f"register: {target!r} is not an importable module-level function; pass its dotted path")
+        target = f"special.{name}" if module == _SPECIAL_MODULE else f"{module}.{name}"
+    if not isinstance(target, str) or not _DOTTED.match(target):
+        raise CodegenError(f"register: target must be a dotted path like 'torch.special.i0', got {target!r}")
+    _resolve(target)
+    FUNCTIONS[function] = Lowering(target, float(safe))
+
+
+def _class_name(cls: type) -> str:
+    module = getattr(cls, "__module__", "")
+    return cls.__name__ if not module or module.startswith("sympy.core.function") else f"{module}.{cls.__name__}"
+
+
+def lowering(expr: sp.Basic) -> Lowering:
+    r"""The table entry for a function application, or a :class:`CodegenError` naming its class.
+
+    Arguments:
+        expr: A SymPy function application such as ``LambertW(x)``.
+
+    Returns:
+        Its :class:`Lowering` (a plain string in the table is read as a target).
+    """
+    for cls in type(expr).__mro__:
+        if cls in (sp.Function, sp.core.function.AppliedUndef, sp.core.function.Application):
+            break
+        if cls in FUNCTIONS:
+            entry = FUNCTIONS[cls]
+            return entry if isinstance(entry, Lowering) else Lowering(str(entry))
+    cls = type(expr)
+    name = getattr(expr.func, "__name__", cls.__name__)
+    raise CodegenError(
+        f"unsupported function {name!r} (sympy class {_class_name(cls)}): add it with "
+        f"renorm.codegen.register({name}, \"module.function\") to map it to a torch function")
+
+
+def fingerprint() -> str:
+    r"""A deterministic summary of the table, so cached modules follow changes to it."""
+    rows = []
+    for cls, entry in FUNCTIONS.items():
+        entry = entry if isinstance(entry, Lowering) else Lowering(str(entry))
+        rows.append(f"{_class_name(cls)}={entry.target}@{entry.safe!r}")
+    return ";".join(sorted(rows))
+
+
+class Guard(sp.Function):
+    r"""``Guard(condition, argument, safe)``: the argument where the condition holds, else ``safe``.
+
+    The lowering of ``Piecewise`` wraps every singular operation of a branch in a guard with
+    the branch's condition (the "double where"): ``torch.where`` differentiates both of its
+    branches, and an untaken branch evaluated outside its domain (``log`` of a negative number,
+    ``1/0``) would turn the zero gradient it receives into ``0 · ∞ = NaN``.
+    """
+
+    nargs = 3
+
+    @classmethod
+    def eval(cls, condition: sp.Basic, argument: sp.Basic, safe: sp.Basic) -> sp.Basic | None:
+        if condition is sp.true:
+            return argument
+        if condition is sp.false:
+            return safe
+        return None
+
+
+_STRUCTURE = (
+    sp.Symbol, sp.Number, sp.NumberSymbol, sp.Add, sp.Mul, sp.Pow, sp.Piecewise, sp.Max, sp.Min,
+    sp.core.relational.Relational, sp.And, sp.Or, sp.Not, sp.Xor, sp.logic.boolalg.BooleanAtom,
+    sp.functions.elementary.piecewise.ExprCondPair, Guard,
+)
+
+
+class TorchPrinter(_SymPyTorchPrinter):
+    r"""Prints SymPy expressions as torch code: strict, table-driven, NaN-free gradients.
+
+    Subclasses :class:`sympy.printing.pytorch.TorchPrinter` and replaces what it refuses or
+    mis-prints: function calls come only from :data:`FUNCTIONS`, anything else raises
+    :class:`CodegenError`; ``Max``/``Min`` become ``torch.maximum``/``torch.clamp``;
+    ``Piecewise`` a chain of ``torch.where`` (its branches are guarded beforehand, see
+    :class:`Guard`); numbers are float64 literals written with ``repr``.
+
+    Arguments:
+        names: How each symbol is written (function arguments, common subexpressions).
+        scalars: Symbols that are Python floats in the generated code (hoisted constants).
+        like: A tensor argument every generated function has, used to give a
+            ``torch.where`` of two plain numbers the right dtype and device.
+    """
+
+    printmethod = "_renorm_torchcode"
+
+    def __init__(self, names: Mapping[sp.Symbol, str], scalars: frozenset[sp.Symbol] = frozenset(), like: str = "x"):
+        super().__init__({"fully_qualified_modules": True, "strict": True})
+        self.names = dict(names)
+        self.scalars = scalars
+        self.like = like
+        #: Modules (other than torch and renorm.runtime.special) the printed code needs.
+        self.imports: set[str] = set()
+
+    def code(self, expr: sp.Basic) -> str:
+        r"""The torch expression for ``expr`` (one line of Python)."""
+        return self._print(sp.sympify(expr))
+
+    def _print(self, expr: Any, **kwargs: Any) -> str:
+        if isinstance(expr, sp.Basic):
+            # every function application goes through the table, whatever print method
+            # SymPy's torch printer may have for it
+            if isinstance(expr, sp.Function) and not isinstance(expr, (sp.Piecewise, Guard, sp.Max, sp.Min)):
+                return self._print_Function(expr)
+            if not isinstance(expr, _STRUCTURE):
+                raise CodegenError(
+                    f"cannot generate torch code for {sp.sstr(expr)!r} (sympy class {_class_name(type(expr))}): "
+                    "only arithmetic, powers, Piecewise, Max/Min, relations and the functions of renorm.codegen.FUNCTIONS are supported")
+        return super()._print(expr, **kwargs)
+
+    def is_scalar(self, expr: sp.Basic) -> bool:
+        r"""Whether ``expr`` prints as a Python number rather than a tensor."""
+        return expr.is_Number or expr in self.scalars or not (expr.free_symbols - self.scalars)
+
+    # atoms -------------------------------------------------------------------------
+    def _print_Symbol(self, expr: sp.Symbol) -> str:
+        if expr not in self.names:
+            raise CodegenError(f"unknown symbol {expr.name!r}: a generated function only knows {', '.join(sorted(self.names.values()))}")
+        return self.names[expr]
+
+    _print_Dummy = _print_Symbol
+
+    def _print_Float(self, expr: sp.Float) -> str:
+        return repr(float(expr))
+
+    def _print_NumberSymbol(self, expr: sp.NumberSymbol) -> str:
+        return repr(float(expr))
+
+    _print_Pi = _print_NumberSymbol
+    _print_Exp1 = _print_NumberSymbol
+    _print_EulerGamma = _print_NumberSymbol
+    _print_Catalan = _print_NumberSymbol
+    _print_GoldenRatio = _print_NumberSymbol
+
+    def _print_Infinity(self, expr: sp.Basic) -> str:
+        return "math.inf"
+
+    def _print_NegativeInfinity(self, expr: sp.Basic) -> str:
+        return "-math.inf"
+
+    def _print_NaN(self, expr: sp.Basic) -> str:
+        return "math.nan"
+
+    def _print_ComplexInfinity(self, expr: sp.Basic) -> str:
+        raise CodegenError("the expression contains zoo (complex infinity, e.g. from 1/0): simplify the spec so it is finite on the open support")
+
+    def _print_ImaginaryUnit(self, expr: sp.Basic) -> str:
+        raise CodegenError("the expression contains the imaginary unit I: generated kernels are real (only log_p is complex)")
+
+    def _print_BooleanTrue(self, expr: sp.Basic) -> str:
+        return "True"
+
+    def _print_BooleanFalse(self, expr: sp.Basic) -> str:
+        return "False"
+
+    # functions ---------------------------------------------------------------------
+    def _call(self, entry: Lowering, args: list[str]) -> str:
+        if entry.module not in ("torch", _SPECIAL_MODULE) and not entry.module.startswith("torch."):
+            self.imports.add(entry.module)
+        return f"{entry.target}({', '.join(args)})"
+
+    def _print_Function(self, expr: sp.Function) -> str:
+        entry = lowering(expr)
+        args = list(expr.args)
+        if isinstance(expr, sp.LambertW):
+            if len(args) > 1 and args[1] != 0:
+                raise CodegenError(f"LambertW branch k = {args[1]} in {sp.sstr(expr)!r}: only the principal branch (k = 0) has a torch implementation")
+            args = args[:1]
+        if isinstance(expr, sp.polylog) and args[0] not in (1, 2):
+            raise CodegenError(f"polylog of order {sp.sstr(args[0])} in {sp.sstr(expr)!r}: only orders 1 and 2 have a torch implementation")
+        if all(self.is_scalar(a) for a in args):
+            # a function of constants only is hoisted by the generator; reaching here means
+            # SymPy could not evaluate it to a number
+            raise CodegenError(f"cannot evaluate the constant {sp.sstr(expr)!r} to a float")
+        return self._call(entry, [self._print(a) for a in args])
+
+    _print_Application = _print_Function
+
+    def _print_Guard(self, expr: Guard) -> str:
+        condition, argument, safe = expr.args
+        return f"torch.where({self._print(condition)}, {self._print(argument)}, {self._print(safe)})"
+
+    # structure ---------------------------------------------------------------------
+    def _print_Pow(self, expr: sp.Pow, rational: bool = False) -> str:
+        base, exponent = expr.args
+        b = self._print(base)
+        if exponent == sp.S.Half:
+            return f"torch.sqrt({b})"
+        if exponent == -sp.S.Half:
+            return f"torch.rsqrt({b})"
+        if exponent == 2:
+            return f"torch.square({b})"
+        if exponent == -1:
+            return f"1/{self.parenthesize(base, PRECEDENCE['Pow'])}"
+        if exponent == -2:
+            return f"1/torch.square({b})"
+        # torch.pow(b, n) with a Python int n is exact for integers; non-integer powers of
+        # negative numbers are NaN (their principal value is complex)
+        e = str(int(exponent)) if exponent.is_Integer else self._print(exponent)
+        return f"torch.pow({b}, {e})"
+
+    def _print_Rational(self, expr: sp.Rational) -> str:
+        return f"{expr.p}/{expr.q}" if expr.q != 1 else str(expr.p)
+
+    def _value(self, expr: sp.Basic) -> str:
+        r"""A branch value for ``torch.where``: plain numbers become tensors like ``x``."""
+        return f"torch.full_like({self.like}, {self._print(expr)})" if self.is_scalar(expr) else self._print(expr)
+
+    def _print_Piecewise(self, expr: sp.Piecewise) -> str:
+        # Piecewise((e1, c1), (e2, c2), ..., (en, True)): the first true condition wins
+        pairs = list(expr.args)
+        if pairs[-1].cond is sp.true:
+            tail = self._print(pairs.pop().expr)
+            tail_expr = expr.args[-1].expr
+        else:
+            tail, tail_expr = "math.nan", sp.nan
+        for value, condition in reversed(pairs):
+            # torch.where needs one tensor among its two values to fix dtype and device
+            both_scalar = self.is_scalar(value) and self.is_scalar(tail_expr)
+            first = self._value(value) if both_scalar else self._print(value)
+            tail = f"torch.where({self._print(condition)}, {first}, {tail})"
+            tail_expr = sp.Symbol("_tensor")
+        return tail
+
+    def _minmax(self, expr: sp.Basic, fold: str, bound: str, builtin: str) -> str:
+        # torch.maximum/minimum and clamp differentiate only the selected argument; their
+        # other argument is finite wherever the comparison is meaningful, so no double where
+        tensors = [a for a in expr.args if not self.is_scalar(a)]
+        scalars = [a for a in expr.args if self.is_scalar(a)]
+        if not tensors:
+            return f"{builtin}({', '.join(self._print(a) for a in scalars)})"
+        out = self._print(tensors[0])
+        for other in tensors[1:]:
+            out = f"{fold}({out}, {self._print(other)})"
+        if scalars:
+            limit = self._print(scalars[0]) if len(scalars) == 1 else f"{builtin}({', '.join(self._print(a) for a in scalars)})"
+            out = f"torch.clamp({out}, {bound}={limit})"
+        return out
+
+    def _print_Max(self, expr: sp.Max) -> str:
+        return self._minmax(expr, "torch.maximum", "min", "max")
+
+    def _print_Min(self, expr: sp.Min) -> str:
+        return self._minmax(expr, "torch.minimum", "max", "min")
+
+    def _print_Relational(self, expr: sp.core.relational.Relational) -> str:
+        operator = {"==": "==", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}[expr.rel_op]
+        return f"({self._print(expr.lhs)} {operator} {self._print(expr.rhs)})"
+
+    def _logical(self, expr: sp.Basic, function: str) -> str:
+        out = self._print(expr.args[0])
+        for other in expr.args[1:]:
+            out = f"{function}({out}, {self._print(other)})"
+        return out
+
+    def _print_And(self, expr: sp.And) -> str:
+        return self._logical(expr, "torch.logical_and")
+
+    def _print_Or(self, expr: sp.Or) -> str:
+        return self._logical(expr, "torch.logical_or")
+
+    def _print_Xor(self, expr: sp.Xor) -> str:
+        return self._logical(expr, "torch.logical_xor")
+
+    def _print_Not(self, expr: sp.Not) -> str:
+        return f"torch.logical_not({self._print(expr.args[0])})"

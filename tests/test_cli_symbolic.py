@@ -1,0 +1,62 @@
+r"""``renorm expand / solve / magic-c``: the JSON fields of DESIGN §6 and their numbers."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from renorm.runtime._cli import main
+from renorm.symbolic import ExactMinimizer, load_spec, solve
+
+from .conftest import EXAMPLES
+
+ANGULARITY = str(EXAMPLES / "angularity_lo.toml")
+
+
+def run_json(capsys, *args):
+    assert main([*args, "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_solve_json(capsys, angularity):
+    rows = run_json(capsys, "solve", ANGULARITY, "--alpha", "0.05", "0.3", "--x", "0.01", "0.2")
+    assert [set(r) for r in rows] == [{"alpha", "lambda", "normalization", "loss", "x", "q", "p", "matched_order"}] * 2
+    reference = solve(angularity, [0.05, 0.3])
+    for row, ref in zip(rows, reference):
+        assert row["lambda"] == pytest.approx(ref.lagrange_multiplier, rel=1e-12)
+        assert row["normalization"] == pytest.approx(1, abs=1e-12)
+        assert row["matched_order"] == 1
+        np.testing.assert_allclose(row["q"], ref.q(np.array([0.01, 0.2])), rtol=1e-14)
+        np.testing.assert_allclose(row["p"], ExactMinimizer(angularity).p(np.array([0.01, 0.2]), ref.alpha), rtol=1e-14)
+
+
+def test_expand_json(capsys):
+    data = run_json(capsys, "expand", ANGULARITY, "--x", "0.1")
+    assert data["order"] == 1
+    assert [set(c) >= {"n", "regular", "delta", "plus", "values"} for c in data["coefficients"]] == [True, True]
+    zero, one = data["coefficients"]
+    assert zero["delta"] == "1" and zero["regular"] == "0"
+    # (4/3)/π/x (2 log((1-x)/x) + 3x - 3/2) at x = 0.1
+    expected = 4 / 3 / np.pi / 0.1 * (2 * np.log(9) + 0.3 - 1.5)
+    assert one["values"][0] == pytest.approx(expected, rel=1e-14) and one["delta"] == "0" and one["plus"] == one["regular"]
+
+
+def test_magic_json(capsys):
+    q = "2*alpha*CF/pi*log(1/x)/x*exp(-alpha*CF/pi*log(1/x)**2)"
+    data = run_json(capsys, "magic-c", str(EXAMPLES / "soft_collinear.toml"), "--q", q, "--alpha", "0.2")
+    assert set(data) == {"q", "C", "C_squared", "weight", "lagrange_multiplier", "checks"}
+    (check,) = data["checks"]
+    assert check["loss"] == pytest.approx(0.5, rel=1e-10) and check["kl_divergence"] == pytest.approx(-1, rel=1e-10)
+
+
+def test_text_output_states_matched_order(capsys):
+    assert main(["solve", ANGULARITY, "--alpha", "0.118"]) == 0
+    assert "matched order: 1 of 1" in capsys.readouterr().out
+
+
+def test_not_normalizable_is_one_line(capsys):
+    assert main(["solve", str(EXAMPLES / "refused" / "angularity_lo_linear.toml"), "--alpha", "0.1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no normalized minimizer" in err[0] and "matched order 0" in err[0]
