@@ -1,1 +1,12 @@
-"""SymPy to torch code generation."""
+r"""SymPy → torch code generation: a readable kernel module per matching problem (DESIGN §3)."""
+
+from ._errors import CodegenError as CodegenError
+from ._generate import generate as generate
+from ._load import compile_loss as compile_loss
+from ._load import load as load
+from ._printer import FUNCTIONS as FUNCTIONS
+from ._printer import Lowering as Lowering
+from ._printer import TorchPrinter as TorchPrinter
+from ._printer import register as register
+
+__all__ = ["CodegenError", "generate", "load", "compile_loss", "FUNCTIONS", "Lowering", "TorchPrinter", "register"]

@@ -9,6 +9,7 @@ from typing import Any, Callable, Mapping
 
 import sympy as sp
 from sympy.codegen import cfunctions
+from sympy.core.logic import fuzzy_and
 from sympy.printing.precedence import PRECEDENCE
 from sympy.printing.pytorch import TorchPrinter as _SymPyTorchPrinter
 
@@ -75,7 +76,8 @@ FUNCTIONS: dict[type, Lowering] = {
     sp.loggamma: Lowering("torch.lgamma"),
     sp.gamma: Lowering("special.gamma"),
     sp.LambertW: Lowering("special.lambertw"),
-    sp.polylog: Lowering("special.polylog"),
+    # polylog(2, z) only: SymPy rewrites orders 1, 0, -1, ... into logs and rational functions
+    sp.polylog: Lowering("special.dilog"),
     sp.Heaviside: Lowering("special.heaviside"),
 }
 
@@ -176,9 +178,12 @@ class Guard(sp.Function):
             return safe
         return None
 
+    def _eval_is_extended_real(self) -> bool | None:
+        return fuzzy_and([self.args[1].is_extended_real, self.args[2].is_extended_real])
+
 
 _STRUCTURE = (
-    sp.Symbol, sp.Number, sp.NumberSymbol, sp.Add, sp.Mul, sp.Pow, sp.Piecewise, sp.Max, sp.Min,
+    sp.Symbol, sp.Number, sp.NumberSymbol, sp.core.numbers.ComplexInfinity, sp.Add, sp.Mul, sp.Pow, sp.Piecewise, sp.Max, sp.Min,
     sp.core.relational.Relational, sp.And, sp.Or, sp.Not, sp.Xor, sp.logic.boolalg.BooleanAtom,
     sp.functions.elementary.piecewise.ExprCondPair, Guard,
 )
@@ -191,7 +196,8 @@ class TorchPrinter(_SymPyTorchPrinter):
     mis-prints: function calls come only from :data:`FUNCTIONS`, anything else raises
     :class:`CodegenError`; ``Max``/``Min`` become ``torch.maximum``/``torch.clamp``;
     ``Piecewise`` a chain of ``torch.where`` (its branches are guarded beforehand, see
-    :class:`Guard`); numbers are float64 literals written with ``repr``.
+    :class:`Guard`); integers stay integers, rationals are written ``p/q`` (Python's division
+    rounds correctly) and other numbers as the ``repr`` of their float64 value.
 
     Arguments:
         names: How each symbol is written (function arguments, common subexpressions).
@@ -241,6 +247,10 @@ class TorchPrinter(_SymPyTorchPrinter):
     def _print_Float(self, expr: sp.Float) -> str:
         return repr(float(expr))
 
+    def _print_Integer(self, expr: sp.Integer) -> str:
+        # torch refuses Python ints beyond int64 as scalars; beyond 2**53 a float is as exact
+        return str(expr.p) if abs(expr.p) <= 2**53 else repr(float(expr))
+
     def _print_NumberSymbol(self, expr: sp.NumberSymbol) -> str:
         return repr(float(expr))
 
@@ -260,7 +270,8 @@ class TorchPrinter(_SymPyTorchPrinter):
         return "math.nan"
 
     def _print_ComplexInfinity(self, expr: sp.Basic) -> str:
-        raise CodegenError("the expression contains zoo (complex infinity, e.g. from 1/0): simplify the spec so it is finite on the open support")
+        # SymPy's 1/0; here it arises as C² = 1/(2w) where w = 0, which is +inf
+        return "math.inf"
 
     def _print_ImaginaryUnit(self, expr: sp.Basic) -> str:
         raise CodegenError("the expression contains the imaginary unit I: generated kernels are real (only log_p is complex)")
@@ -284,8 +295,10 @@ class TorchPrinter(_SymPyTorchPrinter):
             if len(args) > 1 and args[1] != 0:
                 raise CodegenError(f"LambertW branch k = {args[1]} in {sp.sstr(expr)!r}: only the principal branch (k = 0) has a torch implementation")
             args = args[:1]
-        if isinstance(expr, sp.polylog) and args[0] not in (1, 2):
-            raise CodegenError(f"polylog of order {sp.sstr(args[0])} in {sp.sstr(expr)!r}: only orders 1 and 2 have a torch implementation")
+        if isinstance(expr, sp.polylog):
+            if args[0] != 2:
+                raise CodegenError(f"polylog of order {sp.sstr(args[0])} in {sp.sstr(expr)!r}: only the dilogarithm polylog(2, z) has a torch implementation")
+            args = args[1:]
         if all(self.is_scalar(a) for a in args):
             # a function of constants only is hoisted by the generator; reaching here means
             # SymPy could not evaluate it to a number
@@ -318,26 +331,26 @@ class TorchPrinter(_SymPyTorchPrinter):
         return f"torch.pow({b}, {e})"
 
     def _print_Rational(self, expr: sp.Rational) -> str:
-        return f"{expr.p}/{expr.q}" if expr.q != 1 else str(expr.p)
+        # Python folds p/q into the correctly rounded float at compile time
+        return f"{expr.p}/{expr.q}"
 
     def _value(self, expr: sp.Basic) -> str:
         r"""A branch value for ``torch.where``: plain numbers become tensors like ``x``."""
         return f"torch.full_like({self.like}, {self._print(expr)})" if self.is_scalar(expr) else self._print(expr)
 
     def _print_Piecewise(self, expr: sp.Piecewise) -> str:
-        # Piecewise((e1, c1), (e2, c2), ..., (en, True)): the first true condition wins
+        # Piecewise((e1, c1), (e2, c2), ..., (en, True)): the first true condition wins;
+        # without a final True branch the value is NaN where no condition holds
         pairs = list(expr.args)
         if pairs[-1].cond is sp.true:
-            tail = self._print(pairs.pop().expr)
-            tail_expr = expr.args[-1].expr
+            last = pairs.pop().expr
+            tail, tail_scalar = self._print(last), self.is_scalar(last)
         else:
-            tail, tail_expr = "math.nan", sp.nan
+            tail, tail_scalar = "math.nan", True
         for value, condition in reversed(pairs):
-            # torch.where needs one tensor among its two values to fix dtype and device
-            both_scalar = self.is_scalar(value) and self.is_scalar(tail_expr)
-            first = self._value(value) if both_scalar else self._print(value)
-            tail = f"torch.where({self._print(condition)}, {first}, {tail})"
-            tail_expr = sp.Symbol("_tensor")
+            # torch.where needs a tensor among its two values to fix dtype and device
+            first = self._value(value) if tail_scalar and self.is_scalar(value) else self._print(value)
+            tail, tail_scalar = f"torch.where({self._print(condition)}, {first}, {tail})", False
         return tail
 
     def _minmax(self, expr: sp.Basic, fold: str, bound: str, builtin: str) -> str:
@@ -362,8 +375,8 @@ class TorchPrinter(_SymPyTorchPrinter):
         return self._minmax(expr, "torch.minimum", "max", "min")
 
     def _print_Relational(self, expr: sp.core.relational.Relational) -> str:
-        operator = {"==": "==", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}[expr.rel_op]
-        return f"({self._print(expr.lhs)} {operator} {self._print(expr.rhs)})"
+        # Python's operators, which work with a tensor on either side (torch.gt does not)
+        return f"({self._print(expr.lhs)} {expr.rel_op} {self._print(expr.rhs)})"
 
     def _logical(self, expr: sp.Basic, function: str) -> str:
         out = self._print(expr.args[0])

@@ -1,0 +1,561 @@
+r"""Generation of the torch kernel module of a matching problem (DESIGN §3)."""
+
+from __future__ import annotations
+
+import math
+import textwrap
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import sympy as sp
+
+from renorm.symbolic import LAMBDA, Problem, exact_minimizer, expand
+
+from ._errors import CodegenError
+from ._printer import Guard, TorchPrinter, lowering
+
+__all__ = ["generate"]
+
+# Internal symbols start with "_", which spec names cannot (make_problem refuses them).
+_LOG_Q = sp.Symbol("_log_q", real=True)
+_COMPLEX_P = sp.Symbol("_pc")
+
+#: Lowerings that accept complex tensors: a custom f is also evaluated at p + 0i.
+_COMPLEX_TARGETS = frozenset({
+    "torch.exp", "torch.log", "torch.log1p", "torch.expm1", "torch.abs", "torch.sin", "torch.cos",
+    "torch.tan", "torch.asin", "torch.acos", "torch.atan", "torch.sinh", "torch.cosh", "torch.tanh",
+    "torch.asinh", "torch.acosh", "torch.atanh",
+})
+
+
+# expression transforms ------------------------------------------------------------------
+def _guarded(expr: sp.Basic, context: sp.Basic = sp.true) -> sp.Basic:
+    r"""Lowers ``Piecewise`` for NaN-free gradients (the "double where").
+
+    Inside each branch, every operation that can be singular (a function of the table, a
+    negative or fractional power) gets its arguments wrapped in :class:`Guard` with the
+    condition under which the branch is taken, so an untaken branch computes at a safe point.
+
+    Arguments:
+        expr: The expression.
+        context: The condition under which ``expr`` is selected (``true`` outside branches).
+
+    Returns:
+        The transformed expression; without ``Piecewise`` it is ``expr`` itself.
+    """
+    if expr.is_Atom or (context is sp.true and not expr.has(sp.Piecewise)):
+        return expr
+    if isinstance(expr, sp.Piecewise):
+        pairs, earlier = [], sp.false
+        for value, condition in expr.args:
+            taken = sp.And(context, condition, sp.Not(earlier))
+            pairs.append((_guarded(value, taken), condition))
+            earlier = sp.Or(earlier, condition)
+        return sp.Piecewise(*pairs, evaluate=False)
+    if context is not sp.true and isinstance(expr, sp.Function) and not isinstance(expr, (sp.Max, sp.Min)):
+        safe = sp.Float(lowering(expr).safe)
+        return expr.func(*[Guard(context, _guarded(a, context), safe) if a.free_symbols else a for a in expr.args])
+    if context is not sp.true and isinstance(expr, sp.Pow) and not (expr.exp.is_Integer and expr.exp > 0):
+        safe = sp.Float(0.5)
+        return sp.Pow(*[Guard(context, _guarded(a, context), safe) if a.free_symbols else a for a in expr.args])
+    if isinstance(expr, sp.Basic) and expr.args:
+        return expr.func(*[_guarded(a, context) for a in expr.args])
+    return expr
+
+
+@dataclass
+class _Constants:
+    r"""Constant subexpressions hoisted to module level, numbered in order of appearance."""
+
+    symbols: dict[sp.Expr, sp.Symbol] = field(default_factory=dict)
+    values: list[tuple[sp.Symbol, float, sp.Expr]] = field(default_factory=list)
+
+    def symbol(self, expr: sp.Expr) -> sp.Expr:
+        r"""The module constant for ``expr``, or ``expr`` itself where it is a plain number."""
+        if expr.is_Number:
+            return expr
+        if expr in self.symbols:
+            return self.symbols[expr]
+        value = expr.evalf(40)
+        if not (value.is_Number and value.is_extended_real):
+            return expr  # not a real number: left to the printer, which says why
+        symbol = sp.Symbol(f"_K{len(self.values)}")
+        self.symbols[expr] = symbol
+        # rounded once from 40 digits: the float64 nearest the exact constant
+        self.values.append((symbol, float(value), expr))
+        return symbol
+
+    def hoist(self, expr: sp.Basic) -> sp.Basic:
+        r"""Replaces every maximal constant subexpression of ``expr`` by a module constant."""
+        if isinstance(expr, sp.Expr) and not expr.free_symbols:
+            return self.symbol(expr)
+        if isinstance(expr, (sp.Add, sp.Mul)):
+            constant = [a for a in expr.args if not a.free_symbols]
+            rest = [self.hoist(a) for a in expr.args if a.free_symbols]
+            if constant:
+                value = expr.func(*constant)
+                # c and -c share one module constant
+                if isinstance(expr, sp.Mul) and value.is_negative and not value.is_Number:
+                    rest[:0] = [sp.Integer(-1), self.symbol(-value)]
+                else:
+                    rest.insert(0, self.symbol(value))
+            return expr.func(*rest)
+        if expr.args and not isinstance(expr, sp.logic.boolalg.BooleanAtom):
+            args = [self.hoist(a) for a in expr.args]
+            return expr.func(*args, evaluate=False) if isinstance(expr, sp.Piecewise) else expr.func(*args)
+        return expr
+
+
+def _log_magnitude(expr: sp.Expr) -> tuple[sp.Expr, sp.Basic]:
+    r""":math:`\log|p|` as a sum of logarithms of the factors of :math:`p`, and the condition :math:`p < 0`.
+
+    The sum stays finite where :math:`p` itself overflows (float32 at small :math:`x`), and
+    the sign comes from the factors whose sign SymPy cannot decide, compared one by one.
+
+    Arguments:
+        expr: The density.
+
+    Returns:
+        ``(log_abs, negative)``: an expression and a SymPy boolean (possibly ``true``/``false``).
+    """
+    terms: list[sp.Expr] = []
+    uncertain: list[sp.Expr] = []
+    flip = False
+    constant: sp.Expr = sp.Integer(1)
+
+    def odd(power: sp.Expr) -> bool:
+        return bool(power.is_Integer and power % 2 == 1)
+
+    def visit(factor: sp.Expr, power: sp.Expr) -> None:
+        nonlocal flip, constant
+        if factor.is_Mul:
+            for a in factor.args:
+                visit(a, power)
+        elif factor.is_Pow and factor.exp.is_Integer:
+            visit(factor.base, power * factor.exp)
+        elif factor.is_Pow and factor.base.is_positive and factor.exp.is_extended_real:
+            terms.append(power * factor.exp * sp.log(factor.base))
+        elif isinstance(factor, sp.exp) and factor.args[0].is_extended_real:
+            terms.append(power * factor.args[0])
+        elif factor.is_number and factor.is_extended_real and factor.is_nonzero and power.is_Integer:
+            constant *= sp.Abs(factor) ** power
+            flip ^= bool(factor.is_negative) and odd(power)
+        elif factor.is_positive:
+            terms.append(power * sp.log(factor))
+        elif factor.is_negative:
+            terms.append(power * sp.log(-factor))
+            flip ^= odd(power)
+        else:
+            terms.append(power * sp.log(sp.Abs(factor)))
+            if odd(power):
+                uncertain.append(factor)
+
+    visit(sp.factor_terms(expr), sp.Integer(1))
+    if constant != 1:
+        terms.append(sp.log(constant))
+    if not uncertain:
+        negative: sp.Basic = sp.true if flip else sp.false
+    else:
+        negative = sp.Xor(*[sp.Lt(f, 0) for f in uncertain]) if len(uncertain) > 1 else sp.Lt(uncertain[0], 0)
+        negative = sp.Not(negative) if flip else negative
+    return sp.Add(*terms), negative
+
+
+# printing ---------------------------------------------------------------------------------
+@dataclass
+class _Body:
+    r"""The statements of one generated function body.
+
+    Attributes:
+        lines: The ``t0 = …`` statements of the common subexpressions.
+        results: Each requested expression, printed in terms of those.
+        depends: The function arguments each result depends on.
+    """
+
+    lines: list[str]
+    results: list[str]
+    depends: list[frozenset[sp.Symbol]]
+
+
+class _Writer:
+    r"""Shared state of one generation: argument names, hoisted constants, imports."""
+
+    def __init__(self, problem: Problem):
+        self.problem = problem
+        self.arguments = {problem.x: "x", problem.coupling: "alpha", LAMBDA: "lam", _LOG_Q: "log_q", _COMPLEX_P: "pc"}
+        self.constants = _Constants()
+        self.imports: set[str] = set()
+
+    def prepare(self, expr: sp.Basic) -> sp.Basic:
+        return self.constants.hoist(_guarded(sp.sympify(expr)))
+
+    def body(self, exprs: list[sp.Basic], names: dict[sp.Symbol, str] | None = None, prefix: str = "t") -> _Body:
+        r"""Common subexpressions of ``exprs`` as ``t0 = …`` statements, then the results.
+
+        Arguments:
+            exprs: The results of one function, in order.
+            names: Extra symbols known to the function body (e.g. a complex ``pc``).
+            prefix: The name stem of the common subexpressions.
+
+        Returns:
+            The statements, the printed results and the arguments each result depends on.
+        """
+        exprs = [self.prepare(e) for e in exprs]
+        # numbered in the order cse emits them, which depends only on the expressions
+        replacements, reduced = sp.cse(exprs, symbols=sp.numbered_symbols("_t"), order="canonical", list=True)
+        names = {**self.arguments, **(names or {}), **{s: s.name[1:] for s, _, _ in self.constants.values}}
+        printer = TorchPrinter(names, frozenset(s for s, _, _ in self.constants.values))
+        lines = []
+        for i, (symbol, value) in enumerate(replacements):
+            lines.append(f"{prefix}{i} = {printer.code(value)}")
+            printer.names[symbol] = f"{prefix}{i}"
+        results = [printer.code(e) for e in reduced]
+        self.imports |= printer.imports
+        arguments = set(self.arguments)
+        return _Body(lines, results, [frozenset(e.free_symbols & arguments) for e in exprs])
+
+
+def _shaped(code: str, used: frozenset[sp.Symbol], arguments: dict[sp.Symbol, str], scalar: bool) -> str:
+    r"""``code`` as a tensor of the broadcast shape of all ``arguments``, in the dtype of the first.
+
+    Arguments:
+        code: A printed result.
+        used: The arguments it depends on.
+        arguments: The function's arguments and their names, in order.
+        scalar: Whether ``code`` is a Python number.
+
+    Returns:
+        ``code``, or ``code`` wrapped in ``_full`` or ``_broadcast``.
+    """
+    names = ", ".join(arguments.values())
+    if scalar:
+        return f"_full({code}, {names})"
+    if set(arguments) - used:
+        return f"_broadcast({code}, {names})"
+    return code
+
+
+def _indent(lines: list[str]) -> str:
+    return "".join(f"    {line}\n" for line in lines)
+
+
+def _docstring(summary: str, details: list[str], arguments: list[str], returns: str) -> str:
+    r"""A Google-style docstring, wrapped at 100 columns, indented for a function body."""
+    width = 96
+    out = [f'r"""{summary}', ""]
+    for paragraph in details:
+        out += textwrap.wrap(paragraph, width, break_long_words=True, break_on_hyphens=False) + [""]
+    out.append("Arguments:")
+    for argument in arguments:
+        out += textwrap.wrap(argument, width - 4, initial_indent="    ", subsequent_indent="        ", break_on_hyphens=False)
+    out += ["", "Returns:"]
+    out += textwrap.wrap(returns, width - 4, initial_indent="    ", subsequent_indent="    ", break_on_hyphens=False)
+    out.append('"""')
+    return "".join(f"    {line}\n" if line else "\n" for line in out)
+
+
+_X = "x: Points of the support, shape (*); fixes dtype and device."
+_ALPHA = "alpha: The coupling, a tensor broadcastable with x, or a number."
+_LAM = "lam: The Lagrange multiplier λ, a tensor broadcastable with x, or a number."
+_LOG_Q_DOC = "log_q: log q(x|α), a tensor broadcastable with x."
+
+
+def _expression(expr: sp.Basic) -> str:
+    return sp.sstr(expr).replace('"""', "'''").replace("\\", "/")
+
+
+def _float(value: float) -> str:
+    if math.isinf(value):
+        return "math.inf" if value > 0 else "-math.inf"
+    if math.isnan(value):
+        return "math.nan"
+    return repr(value)
+
+
+def _coerce(arguments: list[str]) -> list[str]:
+    lines = []
+    for name in arguments:
+        if name in ("alpha", "lam"):
+            lines.append(f"{name} = torch.as_tensor({name}, dtype=x.dtype, device=x.device)")
+    return lines
+
+
+def _function_p(w: _Writer) -> str:
+    problem = w.problem
+    args = {problem.x: "x", problem.coupling: "alpha"}
+    body = w.body([problem.density])
+    scalar = not body.depends[0]
+    doc = _docstring(
+        "The target density :math:`p^N(x|\\alpha)` (may be negative or infinite).",
+        [f"p = {_expression(problem.density)}"], [_X, _ALPHA], "p, with the broadcast shape of x and alpha.")
+    lines = _coerce(list(args.values())) + body.lines + [f"return {_shaped(body.results[0], body.depends[0], args, scalar)}"]
+    return f"def p(x: Tensor, alpha: Tensor | float) -> Tensor:\n{doc}{_indent(lines)}"
+
+
+def _function_log_p(w: _Writer, log_abs: sp.Expr, negative: sp.Basic) -> str:
+    problem = w.problem
+    args = {problem.x: "x", problem.coupling: "alpha"}
+    body = w.body([log_abs, negative] if not isinstance(negative, sp.logic.boolalg.BooleanAtom) else [log_abs])
+    real = _shaped(body.results[0], body.depends[0], args, not body.depends[0])
+    lines = _coerce(list(args.values())) + body.lines + [f"real = {real}"]
+    if negative is sp.false:
+        lines.append("imag = torch.zeros_like(real)")
+    elif negative is sp.true:
+        lines.append("imag = torch.full_like(real, math.pi)")
+    else:
+        lines.append(f"imag = torch.where({body.results[1]}, math.pi, torch.zeros_like(real))")
+    lines.append("return torch.complex(real, imag)")
+    doc = _docstring(
+        "The principal-branch :math:`\\log p = \\log|p| + i\\pi\\,[p < 0]`, always a complex tensor.",
+        ["The real part is a sum of logarithms of the factors of p, finite where p itself overflows or underflows.",
+         f"log|p| = {_expression(log_abs)}"],
+        [_X, _ALPHA], "log p, complex128 for float64 x (complex64 for float32), broadcast shape of x and alpha.")
+    return f"def log_p(x: Tensor, alpha: Tensor | float) -> Tensor:\n{doc}{_indent(lines)}"
+
+
+def _function_coefficients(w: _Writer, coefficients: list[sp.Expr]) -> str:
+    body = w.body(coefficients)
+    results = []
+    for expr, code, used in zip(coefficients, body.results, body.depends):
+        if expr == 0:
+            results.append("torch.zeros_like(x)")
+        elif not used:
+            results.append(f"torch.full_like(x, {code})")
+        else:
+            results.append(code)
+    details = [f"p^{n}(x) = {_expression(c)}" for n, c in enumerate(coefficients)]
+    doc = _docstring(
+        "The regular parts :math:`p^n(x)`, :math:`n = 0, \\dots, N`, of the α-expansion of p.",
+        ["δ and plus-distribution parts at the singular endpoint are not included (see renorm.symbolic.coefficients)."] + details,
+        [_X], "A list of N + 1 tensors with the shape, dtype and device of x.")
+    lines = body.lines + [f"return [{', '.join(results)}]"]
+    return f"def p_coefficients(x: Tensor) -> list[Tensor]:\n{doc}{_indent(lines)}"
+
+
+def _function_weight(w: _Writer) -> str:
+    problem = w.problem
+    args = {problem.x: "x", problem.coupling: "alpha"}
+    body = w.body([problem.weight])
+    doc = _docstring(
+        "The kernel weight :math:`w = 1/(2C^2)` of the loss.",
+        [f"w = {_expression(problem.weight)}"], [_X, _ALPHA], "w, with the broadcast shape of x and alpha.")
+    lines = _coerce(list(args.values())) + body.lines + [f"return {_shaped(body.results[0], body.depends[0], args, not body.depends[0])}"]
+    return f"def weight(x: Tensor, alpha: Tensor | float) -> Tensor:\n{doc}{_indent(lines)}"
+
+
+def _function_q_exact(w: _Writer, q: sp.Expr | None) -> str:
+    if q is None:
+        return ("# No closed-form Euler–Lagrange minimizer exists for this f (renorm.symbolic.exact_minimizer\n"
+                "# returned None): use renorm.symbolic.solve, which solves the condition pointwise.\n"
+                "q_exact = None\n")
+    problem = w.problem
+    args = {problem.x: "x", problem.coupling: "alpha", LAMBDA: "lam"}
+    body = w.body([q])
+    validity = {
+        "linear": "q = max(p - λC², 0).",
+        "log": "q = |p| exp(-W(λC²|p|)), W the principal branch of Lambert W (NaN where λC²|p| < -1/e).",
+    }.get(problem.f_kind, "The closed form SymPy derived for p > 0; where p < 0 it need not hold (use renorm.symbolic.solve).")
+    doc = _docstring(
+        "The exact minimizer :math:`q_\\lambda(x|\\alpha)` of the loss for a given Lagrange multiplier.",
+        [validity, f"q = {_expression(q)}"], [_X, _ALPHA, _LAM], "q, with the broadcast shape of x, alpha and lam.")
+    lines = _coerce(list(args.values())) + body.lines + [f"return {_shaped(body.results[0], body.depends[0], args, not body.depends[0])}"]
+    return f"def q_exact(x: Tensor, alpha: Tensor | float, lam: Tensor | float) -> Tensor:\n{doc}{_indent(lines)}"
+
+
+def _check_complex(expr: sp.Basic, f: sp.Expr) -> None:
+    r"""Refuses a custom f whose evaluation at complex p has no torch implementation."""
+    for node in sp.preorder_traversal(expr):
+        if isinstance(node, (sp.Piecewise, sp.Max, sp.Min, sp.core.relational.Relational)):
+            bad = type(node).__name__
+        elif isinstance(node, sp.Function) and lowering(node).target not in _COMPLEX_TARGETS:
+            bad = f"{type(node).__name__} (lowered to {lowering(node).target})"
+        else:
+            continue
+        raise CodegenError(
+            f"matching.f = {sp.sstr(f)!r}: f(p) where p < 0 is complex, but {bad} has no complex torch implementation; "
+            "write f with exp, log, powers and elementary functions only")
+
+
+def _function_loss(w: _Writer, log_abs: sp.Expr, negative: sp.Basic) -> str:
+    problem = w.problem
+    args = {_LOG_Q: "log_q", problem.x: "x", problem.coupling: "alpha"}
+    kind = problem.f_kind
+    fixed_sign = isinstance(negative, sp.logic.boolalg.BooleanAtom)
+    f_of_p = None
+    if kind == "log":
+        exprs = [log_abs, problem.weight] + ([] if fixed_sign else [negative])
+    elif kind == "linear":
+        exprs = [problem.density, problem.weight]
+    else:
+        f_of_q = problem.f.subs(problem.q, sp.exp(_LOG_Q))
+        f_of_p = problem.f.subs(problem.q, _COMPLEX_P)
+        _check_complex(f_of_p, problem.f)
+        exprs = [problem.density, problem.weight, f_of_q]
+    body = w.body(exprs)
+    constant_weight = not body.depends[1]
+    lines = _coerce(["alpha"])
+    if constant_weight and problem.weight.is_zero:
+        lines.append("return _full(0.0, log_q, x, alpha)")
+    else:
+        lines += body.lines + [f"w = {body.results[1]}"]
+        lines += _loss_tail(w, problem, body, negative, constant_weight, f_of_p)
+        used = frozenset().union(*body.depends) | {_LOG_Q}
+        lines[-1] = f"return {_shaped(lines[-1], used, args, False)}"
+
+    f_text = {"log": "log q", "linear": "q"}.get(kind, _expression(problem.f))
+    doc = _docstring(
+        "The loss integrand :math:`w\\,|f(q) - f(p)|^2` at :math:`q = e^{\\log q}`, fused in one function.",
+        [f"f(q) = {f_text}, with f(p) on the principal branch where p < 0. The integrand is exactly 0 where "
+         "w = 0 or f(q) = f(p), and its gradient in log_q is finite there."],
+        [_LOG_Q_DOC, _X, _ALPHA], "The integrand, with the broadcast shape of log_q, x and alpha.")
+    return f"def loss_density(log_q: Tensor, x: Tensor, alpha: Tensor | float) -> Tensor:\n{doc}{_indent(lines)}"
+
+
+def _loss_tail(w: _Writer, problem: Problem, body: _Body, negative: sp.Basic, constant_weight: bool, f_of_p: sp.Expr | None) -> list[str]:
+    r"""The statements of ``loss_density`` after ``w``; the last entry is the result expression.
+
+    The reference contributes exactly 0 where w = 0 or f(q) = f(p). With a constant w > 0 the
+    product w · 0 already is 0. Otherwise the residuals and w are set to 0 there before they
+    are multiplied (the double where), so that no 0 · ∞ enters a value or a gradient.
+    """
+    lines: list[str] = []
+    safe: list[str] = []
+    phase: list[str] = []
+    if problem.f_kind == "log":
+        lines.append(f"log_abs_p = {body.results[0]}")
+        lines.append("# log q = log|p| is no deviation, also where both are -inf (q = p = 0)")
+        lines.append("residual = torch.where(log_q == log_abs_p, 0.0, log_q - log_abs_p)")
+        if not isinstance(negative, sp.logic.boolalg.BooleanAtom):
+            lines.append(f"negative = {body.results[2]}")
+        exact = {sp.true: None, sp.false: "(residual == 0)"}.get(negative, "((residual == 0) & ~negative)")
+        safe = ["residual"]
+        squared = "torch.square(residual)"
+        if negative is sp.true:
+            squared = f"(torch.square(residual) + {_float(math.pi**2)})"
+        elif negative is not sp.false:
+            phase = ["squared = torch.square(residual)", "# the imaginary part iπ of log p where p < 0",
+                     f"squared = torch.where(negative, squared + {_float(math.pi**2)}, squared)"]
+            squared = "squared"
+    elif problem.f_kind == "linear":
+        lines.append(f"density = {body.results[0]}")
+        lines.append("residual = torch.exp(log_q) - density")
+        exact, safe = "(residual == 0)", ["residual"]
+        squared = "torch.square(residual)"
+    else:
+        lines.append(f"density = {body.results[0]}")
+        lines.append("# f(p) on the principal branch: f evaluated at the complex p + 0i")
+        lines.append("pc = torch.complex(density, torch.zeros_like(density))")
+        inner = w.body([f_of_p], {_COMPLEX_P: "pc"}, prefix="u")
+        lines += inner.lines
+        lines.append(f"f_p = {inner.results[0]}")
+        lines.append(f"residual = {body.results[2]} - f_p.real")
+        lines.append("phase = f_p.imag")
+        exact, safe = "((residual == 0) & (phase == 0))", ["residual", "phase"]
+        squared = "(torch.square(residual) + torch.square(phase))"
+    if not constant_weight:
+        lines.append(f"drop = {' | '.join(['(w == 0)'] + ([exact] if exact else []))}")
+        lines += [f"{name} = torch.where(drop, 0.0, {name})" for name in safe + ["w"]]
+    return lines + phase + [f"w * {squared}"]
+
+
+_HELPERS = '''
+def _full(value: float, *like: Tensor) -> Tensor:
+    r"""A constant with the broadcast shape of ``like`` and the dtype and device of its first entry."""
+    shape = torch.broadcast_shapes(*(t.shape for t in like))
+    return torch.full(shape, value, dtype=like[0].dtype, device=like[0].device)
+
+
+def _broadcast(value: Tensor, *like: Tensor) -> Tensor:
+    r"""``value`` broadcast (as a view) to the common shape of itself and ``like``."""
+    return value.expand(torch.broadcast_shapes(value.shape, *(t.shape for t in like)))
+'''
+
+
+def generate(problem: Problem, source: str | Path | None = None) -> str:
+    r"""The source of a Python module of torch kernels for ``problem`` (DESIGN §3).
+
+    The module defines ``p``, ``log_p``, ``p_coefficients``, ``weight``, ``q_exact`` (``None``
+    where no closed form exists) and the fused ``loss_density``, and the constants ``NAME``,
+    ``ORDER``, ``SUPPORT``, ``SINGULAR``, ``COUPLING_RANGE``, ``F`` and ``SPEC_SHA256``. The text
+    depends only on the problem (and the SymPy version and function table): the same spec gives
+    a byte-identical file.
+
+    Arguments:
+        problem: The matching problem.
+        source: The spec file named in the header (only its file name is written); default
+            ``problem.source``.
+
+    Returns:
+        The module source.
+
+    Raises:
+        CodegenError: If an expression uses a function without a torch lowering (the message
+            names it and how to register one) or cannot be printed.
+    """
+    writer = _Writer(problem)
+    log_abs, negative = _log_magnitude(problem.density)
+    coefficients = expand(problem)
+    q = exact_minimizer(problem)
+
+    functions = [
+        _function_p(writer),
+        _function_log_p(writer, log_abs, negative),
+        _function_coefficients(writer, coefficients),
+        _function_weight(writer),
+        _function_q_exact(writer, q),
+        _function_loss(writer, log_abs, negative),
+    ]
+
+    origin = source if source is not None else problem.source
+    spec = Path(origin).name if origin else "a Python-built problem"
+    a, b = problem.support_floats
+    f_value = problem.f_kind if problem.f_kind != "custom" else sp.sstr(problem.f)
+    exact_text = ("q_exact(x, alpha, lam) is the closed-form minimizer q_λ; λ(α) comes from renorm.symbolic.solve."
+                  if q is not None else "q_exact is None: this f has no closed-form minimizer (renorm.symbolic.solve finds it pointwise).")
+    docstring = "\n".join([
+        f'r"""Torch kernels of the matching problem {problem.name!r} (f = {f_value}, order {problem.order}).',
+        "",
+        *textwrap.wrap(
+            "Every function takes tensors that broadcast against each other (alpha and lam may also be numbers), "
+            "computes in the dtype and on the device of x (its own arithmetic never creates float64 from float32; "
+            "renorm.runtime.special evaluates in float64 and rounds once), and is "
+            "differentiable with finite gradients through its where-branches. log_p is always complex: "
+            "complex128 for float64 x, complex64 for float32, with imaginary part π where p < 0 (principal branch). "
+            "p_coefficients returns the regular parts p^0..p^N. loss_density(log_q, x, alpha) is the fused "
+            "integrand w |f(q) - f(p)|² of the matching loss. " + exact_text + " Non-integer powers of negative "
+            "numbers are NaN (their principal value is complex).", 96),
+        '"""',
+    ])
+
+    header = [
+        f"# Generated by renorm-codegen from {spec} (problem {problem.name!r}) with SymPy {sp.__version__}.",
+        f"# Do not edit: regenerate with `renorm-codegen {spec} -o <this file>`.",
+    ]
+    imports = ["import math", "", "import torch", "from torch import Tensor", "", "from renorm.runtime import special"]
+    extra = sorted(writer.imports)
+    if extra:
+        imports += [""] + [f"import {module}" for module in extra]
+    names = ["NAME", "ORDER", "SUPPORT", "SINGULAR", "COUPLING_RANGE", "F", "SPEC_SHA256",
+             "p", "log_p", "p_coefficients", "weight", "q_exact", "loss_density"]
+    constants = [
+        f"NAME = {problem.name!r}",
+        f"ORDER = {problem.order}",
+        f"SUPPORT = ({_float(a)}, {_float(b)})",
+        f"SINGULAR = {problem.singular!r}",
+        f"COUPLING_RANGE = ({_float(problem.coupling_range[0])}, {_float(problem.coupling_range[1])})",
+        f"F = {f_value!r}",
+        f"SPEC_SHA256 = {problem.sha256!r}",
+    ]
+    hoisted = []
+    if writer.constants.values:
+        hoisted = ["", "# Constant subexpressions, each rounded once from 40 digits (the exact value in the comment)."]
+        hoisted += [f"{symbol.name[1:]} = {_float(value)}  # {_expression(expr)}" for symbol, value, expr in writer.constants.values]
+
+    parts = [
+        "\n".join(header + [docstring, ""] + imports),
+        "\n".join(["__all__ = ["] + [f"    {n!r}," for n in names] + ["]", ""] + constants + hoisted),
+        _HELPERS.strip("\n"),
+        *(f.rstrip("\n") for f in functions),
+    ]
+    text = "\n\n\n".join(parts) + "\n"
+    return text
