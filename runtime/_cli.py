@@ -155,6 +155,184 @@ def _magic(args: argparse.Namespace) -> None:
         print(f"{c.alpha:8.4g} {c.normalization:18.15f} {c.loss:12.8g} {kl} {c.lagrange_multiplier:14.10g} {c.max_relative_error:14.3g}")
 
 
+def _config(args: argparse.Namespace):
+    from ._train import TrainConfig
+
+    defaults = TrainConfig()
+    values = {name: getattr(args, name) for name in ("epochs", "seed", "device", "dtype", "mode", "optimizer", "lr", "sampling", "taylor_weight")}
+    return TrainConfig(**{k: (v if v is not None else getattr(defaults, k)) for k, v in values.items()})
+
+
+def _certificate_table(rows) -> None:
+    print(f"{'alpha':>8} {'TV(q, q*)':>11} {'median |q/q*-1|':>16} {'L[q] - L[q*]':>13} {'int q':>10}")
+    for row in rows:
+        print(f"{row.alpha:8.4g} {row.total_variation:11.3e} {row.median_relative_error:16.3e} {row.excess_loss:13.3e} {row.normalization:10.6f}")
+
+
+def _train(args: argparse.Namespace) -> None:
+    from ._train import train
+
+    problem = _load(args.spec)
+    run = train(problem, args.out, _config(args), resume=args.resume, progress=not args.json)
+    rows = _certificate_rows(run)
+    if args.json:
+        _print_json({"out": str(run.directory), "steps": run.step, "seconds": run.history[-1]["time"] if run.history else 0.0,
+                     "loss": _number(run.history[-1]["loss"]) if run.history else None,
+                     "certificate": [row.to_json() for row in rows]})
+        return
+    seconds = run.history[-1]["time"] if run.history else 0.0
+    print(f"trained {problem.name}: {run.step} steps in {seconds:.1f} s, final loss {run.history[-1]['loss']:.6g}; checkpoint in {run.directory}")
+    if rows:
+        _certificate_table(rows)
+
+
+def _certificate_rows(run) -> list:
+    from renorm.symbolic import RenormError
+
+    from ._verify import _certificate_alphas, certificate
+
+    try:
+        return certificate(run.problem, run.log_density, _certificate_alphas(run.problem))
+    except RenormError:
+        return []
+
+
+def _eval(args: argparse.Namespace) -> None:
+    from ._train import load_run
+
+    run = load_run(args.dir)
+    x = _points(run.problem, args.x)
+    q = np.exp(run.log_density(x, args.alpha[0]))
+    if args.json:
+        _print_json({"alpha": args.alpha[0], "x": _numbers(x), "q": _numbers(q)})
+        return
+    print(f"{'x':>14} {'q(x|alpha=' + format(args.alpha[0], 'g') + ')':>22}")
+    for xi, qi in zip(x, q):
+        print(f"{xi:14.8g} {qi:22.12g}")
+
+
+def _sample(args: argparse.Namespace) -> None:
+    from renorm.symbolic import RenormError
+
+    from ._train import load_run
+
+    if args.n <= 0:
+        raise RenormError(f"-n must be positive, got {args.n}")
+    run = load_run(args.dir)
+    samples = run.sample(args.alpha[0], args.n, args.seed)
+    if args.out:
+        import os
+        import tempfile
+        from pathlib import Path
+
+        target = Path(args.out)
+        if target.suffix != ".npy":
+            raise RenormError(f"--out {target}: the file name must end in .npy")
+        handle, temp = tempfile.mkstemp(dir=target.parent if str(target.parent) else ".", suffix=".npy")
+        os.close(handle)
+        np.save(temp, samples)
+        os.replace(temp, target)
+        print(f"wrote {args.n} samples of x ~ q(x|alpha={args.alpha[0]:g}) to {target}")
+        return
+    for value in samples:
+        print(f"{value:.17g}")
+
+
+def _verify_run(run):
+    from ._verify import verify
+
+    return verify(run.problem, run.log_density)
+
+
+def _print_report(report) -> None:
+    print(f"verification: {'PASSED' if report.passed else 'FAILED'} (tolerance {report.tolerance:g} on the median relative deviation per order)")
+    for order in report.orders:
+        if order.extractable:
+            lo, hi = order.x_range
+            print(f"  q^{order.n} vs p^{order.n} on x in [{lo:.4g}, {hi:.4g}] (scale {order.scale}): median {order.median_relative_deviation:.3e}, max {order.max_relative_deviation:.3e}")
+        else:
+            print(f"  q^{order.n}: not extractable over the coupling range")
+    for alpha, value in zip(report.alphas, report.normalization):
+        print(f"  int q dx at alpha={alpha:g}: {value:.10f}")
+    print(f"  minimum density on the bulk: {report.minimum_density:.3e}")
+    if report.certificate:
+        _certificate_table(report.certificate)
+    for note in report.notes:
+        print(f"  note: {note}")
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from ._train import load_run
+
+    report = _verify_run(load_run(args.dir))
+    if args.json:
+        _print_json(report.to_json())
+    else:
+        _print_report(report)
+    return 0 if report.passed else 1
+
+
+def _plot(args: argparse.Namespace) -> None:
+    from ._plot import plot_report
+    from ._train import load_run
+
+    run = load_run(args.dir)
+    for path in plot_report(run.problem, run.log_density, run.directory, history=run.history):
+        print(path)
+
+
+def _run(args: argparse.Namespace) -> int:
+    import json as _json
+    import time
+    from pathlib import Path
+
+    from renorm.codegen import generate
+    from renorm.codegen._load import write_atomic
+    from renorm.symbolic import NotNormalizableError, matched_order, solve
+
+    from ._plot import plot_report
+    from ._train import train
+    from ._verify import _certificate_alphas
+
+    problem = _load(args.spec)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    write_atomic(out / "kernels.py", generate(problem))
+    print(f"[1/5] kernels: {out / 'kernels.py'}")
+    alphas = _certificate_alphas(problem)
+    order = matched_order(problem)
+    try:
+        solutions = solve(problem, alphas)
+        print(f"[2/5] exact minimizer: lambda = " + ", ".join(f"{s.lagrange_multiplier:.6g} (alpha={s.alpha:g})" for s in solutions)
+              + f"; matches p^N through O(alpha^{order.order}) of {problem.order}")
+    except NotNormalizableError as error:
+        print(f"[2/5] exact minimizer: none ({error}); matched order {order.order}")
+    run = train(problem, out, _config(args), progress=True)
+    print(f"[3/5] trained {run.step} steps in {run.history[-1]['time'] if run.history else 0.0:.1f} s, final loss {run.history[-1]['loss'] if run.history else float('nan'):.6g}")
+    report = _verify_run(run)
+    write_atomic(out / "report.json", _json.dumps(report.to_json(), indent=2, allow_nan=False))
+    print(f"[4/5] verification written to {out / 'report.json'}")
+    paths = plot_report(problem, run.log_density, out, history=run.history)
+    print(f"[5/5] plots: {', '.join(p.name for p in paths)}")
+    print()
+    _print_report(report)
+    print(f"\ntotal {time.perf_counter() - start:.1f} s")
+    return 0 if report.passed else 1
+
+
+def _training_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--epochs", type=int, help="optimizer steps (default 600)")
+    parser.add_argument("--seed", type=int, help="random seed (default 0)")
+    parser.add_argument("--device", help="cpu, cuda or mps (default cpu)")
+    parser.add_argument("--dtype", choices=("float32", "float64"), help="default float64")
+    parser.add_argument("--mode", choices=("auto", "functional", "distill"), help="distill q* where it exists (auto, default) or train on the loss functional")
+    parser.add_argument("--optimizer", choices=("adam", "lbfgs"))
+    parser.add_argument("--lr", type=float)
+    parser.add_argument("--sampling", choices=("quadrature", "monte-carlo"))
+    parser.add_argument("--taylor-weight", type=float, help="weight of the opt-in Taylor-operator loss (default 0: off)")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="renorm", description="Normalized, positive distributions that match fixed-order QCD order by order.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -178,6 +356,44 @@ def _parser() -> argparse.ArgumentParser:
     magic.add_argument("--alpha", type=float, nargs="+", help="couplings for the numerical checks (default: the range ends)")
     magic.add_argument("--json", action="store_true")
     magic.set_defaults(run=_magic)
+
+    train = commands.add_parser("train", help="train the alpha-conditioned flow")
+    train.add_argument("spec")
+    train.add_argument("--out", required=True, help="run directory")
+    train.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    train.add_argument("--json", action="store_true")
+    _training_options(train)
+    train.set_defaults(run=_train)
+
+    evaluate = commands.add_parser("eval", help="the trained flow's density q(x|alpha)")
+    evaluate.add_argument("dir")
+    evaluate.add_argument("--alpha", type=float, nargs=1, required=True)
+    evaluate.add_argument("--x", type=float, nargs="+", required=True)
+    evaluate.add_argument("--json", action="store_true")
+    evaluate.set_defaults(run=_eval)
+
+    sample = commands.add_parser("sample", help="samples x ~ q(x|alpha)")
+    sample.add_argument("dir")
+    sample.add_argument("--alpha", type=float, nargs=1, required=True)
+    sample.add_argument("-n", type=int, required=True)
+    sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("--out", help="write a .npy file instead of printing")
+    sample.set_defaults(run=_sample)
+
+    check = commands.add_parser("verify", help="coefficients, normalization, positivity and distance to q* (exit 1 if it fails)")
+    check.add_argument("dir")
+    check.add_argument("--json", action="store_true")
+    check.set_defaults(run=_verify)
+
+    plot = commands.add_parser("plot", help="PNG plots of p, q and q*, coefficients and the training curve")
+    plot.add_argument("dir")
+    plot.set_defaults(run=_plot)
+
+    chain = commands.add_parser("run", help="codegen -> solve -> train -> verify -> plot (exit 1 if verification fails)")
+    chain.add_argument("spec")
+    chain.add_argument("--out", required=True)
+    _training_options(chain)
+    chain.set_defaults(run=_run)
     return parser
 
 
@@ -192,14 +408,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"renorm: error: --{name} must be positive and finite, got {values}", file=sys.stderr)
             return 2
     try:
-        args.run(args)
+        code = args.run(args)
     except RenormError as error:
         print(f"renorm: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("renorm: interrupted", file=sys.stderr)
         return 130
-    return 0
+    return int(code or 0)
 
 
 if __name__ == "__main__":

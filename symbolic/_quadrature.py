@@ -195,8 +195,11 @@ def integrate_support(
     """
 
     def integrand(u: np.ndarray) -> np.ndarray:
+        x = mapping.x(u)
         with np.errstate(all="ignore"):
-            return np.asarray(fn(mapping.x(u)), dtype=float) * mapping.jacobian(u)
+            values = np.asarray(fn(x), dtype=float) * mapping.jacobian(u)
+        # a node that rounds onto an endpoint lies outside the open support
+        return np.where((x > mapping.a) & (x < mapping.b), values, 0.0)
 
     result = integrate(integrand, mapping.lo, mapping.hi, breakpoints=breakpoints, rtol=rtol)
     if not math.isfinite(result.value):

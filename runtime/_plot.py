@@ -1,0 +1,220 @@
+r"""Plots of a verification: densities against the target and the exact minimizer, coefficients, training."""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from renorm.symbolic import Problem
+
+from ._verify import (
+    THRESHOLD_PER_TOLERANCE, LogDensity, _certificate_alphas, _Coefficients, _Exact, _grid, _nodes, _order_deviation, _q,
+    _quantiles, _range, _union_bulk, extract_coefficients,
+)
+
+__all__ = ["plot_report"]
+
+_COLORS = {"p": "black", "flow": "tab:blue", "exact": "tab:orange"}
+#: Quantiles of the densities that bound the plotted x range: wider than the verification's bulk.
+_PLOT_QUANTILES = (1e-4, 0.999)
+
+
+def _figure(width: float, height: float) -> Figure:
+    r"""A figure on the Agg canvas: no display, no pyplot state."""
+    figure = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def _save(figure: Figure, path: Path) -> Path:
+    r"""Writes the PNG atomically: a temporary file in the same directory, then :func:`os.replace`."""
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".png.tmp")
+    os.close(fd)
+    try:
+        figure.savefig(temporary, format="png", dpi=120)
+        os.chmod(temporary, 0o644)  # mkstemp's 0600 would make the plot private
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        raise
+    return path
+
+
+def _plot_range(exact: _Exact, log_density: LogDensity, alphas: Sequence[float], has_exact: bool) -> tuple[float, float]:
+    lows, highs = [], []
+    for alpha in alphas:
+        density = exact.solution(alpha).q if has_exact else (lambda x, a=alpha: _q(log_density, x, a))
+        lo, hi = _quantiles(exact.minimizer, density, _PLOT_QUANTILES)
+        lows.append(lo)
+        highs.append(hi)
+    return float(min(lows)), float(max(highs))
+
+
+def _densities(problem: Problem, exact: _Exact, log_density: LogDensity, alphas: Sequence[float], has_exact: bool, path: Path) -> Path:
+    lo, hi = _plot_range(exact, log_density, alphas, has_exact)
+    x = _grid(exact.minimizer, lo, hi, 600)
+    figure = _figure(4.6 * len(alphas), 4.2)
+    axes = figure.subplots(1, len(alphas), sharey=True, squeeze=False)[0]
+    top = 0.0
+    for ax, alpha in zip(axes, alphas):
+        with np.errstate(all="ignore"):
+            p = exact.minimizer.p(x, alpha)
+        positive = np.where(p > 0, p, np.nan)
+        ax.plot(x, positive, color=_COLORS["p"], lw=1.2, label=r"$p$ (fixed order)")
+        if np.any(p < 0):
+            ax.plot(x, np.where(p < 0, -p, np.nan), color=_COLORS["p"], lw=1.2, ls="--", label=r"$|p|$ where $p < 0$")
+        if has_exact:
+            star = exact.solution(alpha).q(x)
+            top = max(top, float(star[np.isfinite(star)].max(initial=0.0)))
+            ax.plot(x, star, color=_COLORS["exact"], lw=2.4, alpha=0.6, label=r"$q^*$ (exact minimizer)")
+        flow = _q(log_density, x, alpha)
+        top = max(top, float(flow[np.isfinite(flow)].max(initial=0.0)))
+        ax.plot(x, np.where(flow > 0, flow, np.nan), color=_COLORS["flow"], lw=1.2, ls="-.", label=r"$q$ (flow)")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_title(rf"$\alpha = {alpha:.4g}$")
+        ax.set_xlabel(f"${problem.x.name}$")
+        ax.grid(True, which="major", alpha=0.3)
+    if top > 0:
+        # p ~ 1/x near a singular endpoint would set the scale: let the normalized densities set it
+        axes[0].set_ylim(top * 1e-4, top * 3)
+    axes[0].set_ylabel(f"density in ${problem.x.name}$")
+    axes[0].legend(loc="best", fontsize="small")
+    figure.suptitle(f"{problem.name}: target, exact minimizer and flow" if has_exact else f"{problem.name}: target and flow (no exact minimizer)")
+    return _save(figure, path)
+
+
+def _coefficients(problem: Problem, exact: _Exact, log_density: LogDensity, has_exact: bool, path: Path) -> Path:
+    coefficients = _Coefficients.of(problem)
+    alphas = _nodes(problem, None)
+    checks = _certificate_alphas(problem)
+    flow = None if has_exact else (lambda a: (lambda x: _q(log_density, x, a)))
+    bulk = _union_bulk(exact, flow, checks)
+    threshold = THRESHOLD_PER_TOLERANCE * 0.02
+    order = problem.order
+    figure = _figure(4.6 * (order + 1), 4.0)
+    axes = figure.subplots(1, order + 1, squeeze=False)[0]
+    ranges = [_range(exact, coefficients, bulk, [n], threshold, alphas, has_exact) for n in range(order + 1)]
+    leading = ranges[coefficients.leading] if coefficients.leading is not None else None
+    for n, ax in enumerate(axes):
+        x_range = ranges[n]
+        extractable = x_range is not None
+        # an order that cannot be extracted is shown where the leading one can, to show the bias
+        shown = x_range if extractable else (leading if leading is not None else bulk)
+        x = _grid(exact.minimizer, *shown, 200)
+        wide = x[-1] > 10 * x[0]
+        # over decades the coefficients go like 1/x: x p^n keeps them readable
+        factor = x if wide else np.ones_like(x)
+        ax.plot(x, factor * coefficients(n, x), color=_COLORS["p"], lw=1.2, label=rf"$p^{n}$ (symbolic)")
+        if has_exact:
+            star = extract_coefficients(problem, exact.log_q, x, nodes=alphas)[n]
+            ax.plot(x, factor * star, color=_COLORS["exact"], lw=2.4, alpha=0.6, label=rf"$q^{{*{n}}}$ extracted (method's bias)")
+        extracted = extract_coefficients(problem, log_density, x, nodes=alphas)[n]
+        label = rf"$q^{n}$ extracted (flow)"
+        if extractable:
+            deviation = _order_deviation(problem, exact, coefficients, log_density, n, x_range, None, alphas, x.size)
+            label += f", median deviation {deviation.median_relative_deviation:.2%}"
+        ax.plot(x, factor * extracted, color=_COLORS["flow"], lw=1.2, ls="-.", label=label)
+        if wide:
+            ax.set_xscale("log")
+        name = problem.x.name
+        ax.set_xlabel(f"${name}$")
+        ax.set_ylabel(f"${name}$ × coefficient" if wide else "coefficient")
+        ax.set_title(rf"order $\alpha^{n}$", loc="left")
+        if not extractable:
+            ax.set_title("not extractable in this coupling range", loc="right", color="tab:red", fontsize="small")
+        ax.grid(True, which="major", alpha=0.3)
+        ax.legend(loc="best", fontsize="small")
+    lo, hi = problem.coupling_range
+    figure.suptitle(f"{problem.name}: coefficients by a fit in α over [{lo:g}, {hi:g}]")
+    return _save(figure, path)
+
+
+def _series(history: Sequence[Mapping[str, Any]], key: str) -> tuple[np.ndarray, np.ndarray]:
+    pairs = [(float(h["step"]), float(h[key])) for h in history if h.get(key) is not None and "step" in h]
+    pairs = [(s, v) for s, v in pairs if math.isfinite(v)]
+    if not pairs:
+        return np.empty(0), np.empty(0)
+    steps, values = np.array(pairs).T
+    return steps, values
+
+
+def _training(problem: Problem, history: Sequence[Mapping[str, Any]], path: Path) -> Path:
+    extras = [key for key in ("excess_loss", "total_variation") if _series(history, key)[0].size]
+    figure = _figure(6.0 * (1 + bool(extras)), 4.0)
+    axes = figure.subplots(1, 1 + bool(extras), squeeze=False)[0]
+    steps, loss = _series(history, "loss")
+    axes[0].plot(steps, loss, color=_COLORS["flow"], lw=1.2, label="loss")
+    if loss.size and np.all(loss > 0):
+        axes[0].set_yscale("log")
+    axes[0].set_xlabel("step")
+    axes[0].set_ylabel("training loss")
+    axes[0].grid(True, which="major", alpha=0.3)
+    axes[0].legend(loc="best", fontsize="small")
+    if extras:
+        for key, color in zip(extras, ("tab:red", "tab:green")):
+            s, v = _series(history, key)
+            axes[1].plot(s, np.where(v > 0, v, np.nan), color=color, lw=1.2, label=key.replace("_", " "))
+        axes[1].set_yscale("log")
+        axes[1].set_xlabel("step")
+        axes[1].set_ylabel(r"distance to $q^*$")
+        axes[1].grid(True, which="major", alpha=0.3)
+        axes[1].legend(loc="best", fontsize="small")
+    figure.suptitle(f"{problem.name}: training")
+    return _save(figure, path)
+
+
+def plot_report(
+    problem: Problem,
+    log_density: LogDensity,
+    out_dir: str | Path,
+    history: Sequence[Mapping[str, Any]] | None = None,
+    alphas: Sequence[float] | None = None,
+) -> list[Path]:
+    r"""Writes the verification plots as PNG files.
+
+    - ``densities.png``: :math:`p`, the flow's :math:`q` and the exact minimizer :math:`q^*`
+      (where it exists) against :math:`x` at three couplings, both axes logarithmic; where
+      :math:`p < 0` its magnitude is drawn dashed (the legend says so).
+    - ``coefficients.png``: per order :math:`n \le N` the extracted :math:`q^n` (fit in α, see
+      :func:`~renorm.runtime._verify.extract_coefficients`) against the symbolic :math:`p^n`, over
+      the order's extractable range; the same extraction applied to :math:`q^*` shows the method's
+      own bias.
+    - ``training.png``: the loss curve, and ``excess_loss`` / ``total_variation`` where present,
+      when ``history`` is given.
+
+    Each file is written to a temporary file in ``out_dir`` and moved into place with
+    :func:`os.replace`, so a reader never sees half a PNG.
+
+    Arguments:
+        problem: The matching problem.
+        log_density: :math:`\log q(x|\alpha)` of the flow.
+        out_dir: Directory for the PNGs (created if missing).
+        history: Training records, dicts with ``step``, ``loss`` and optionally ``excess_loss``,
+            ``total_variation``.
+        alphas: Couplings of ``densities.png``; default :math:`\alpha_{min}`, middle (0.118 when
+            inside the range), :math:`\alpha_{max}`.
+
+    Returns:
+        The paths written.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    exact = _Exact.of(problem)
+    checks = [float(a) for a in (_certificate_alphas(problem) if alphas is None else alphas)]
+    has_exact = exact.available(list(_nodes(problem, None)) + checks + _certificate_alphas(problem))
+    paths = [
+        _densities(problem, exact, log_density, checks, has_exact, out / "densities.png"),
+        _coefficients(problem, exact, log_density, has_exact, out / "coefficients.png"),
+    ]
+    if history:
+        paths.append(_training(problem, history, out / "training.png"))
+    return paths

@@ -1,0 +1,491 @@
+r"""Training the conditional flow on the generated loss kernels, with atomic checkpoints."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from renorm.codegen._load import write_atomic
+from renorm.symbolic import ExactMinimizer, NotNormalizableError, Problem, RenormError, expand, load_spec, numeric, solve
+
+from ._flow import ConditionalFlow
+from ._maps import default_map
+
+__all__ = ["TrainConfig", "TrainingStatus", "Objective", "train", "load_run", "Run", "CHECKPOINT"]
+
+CHECKPOINT = "checkpoint.pt"
+_FORMAT = 1
+
+
+@dataclass
+class TrainConfig:
+    r"""How to train. Defaults are the measured choice for the examples (see README).
+
+    Attributes:
+        epochs: Optimizer steps.
+        lr: Adam's learning rate (cosine-annealed to ``lr * 1e-2`` when ``schedule = cosine``).
+        optimizer: ``adam`` or ``lbfgs`` (full-batch, needs ``sampling = quadrature``).
+        mode: ``functional`` (the loss of DESIGN §1 on the generated kernels), ``distill``
+            (forward KL from the exact minimizer q*), or ``auto``: distill where an exact
+            minimizer exists, else the functional.
+        sampling: ``quadrature`` (deterministic Gauss–Legendre nodes in the latent variable and in α)
+            or ``monte-carlo`` (fresh uniform latent points and α each step).
+        x_points, alpha_points: Quadrature nodes, or the Monte Carlo batch (the seed used 512 × 32).
+        taylor_weight: Weight of the opt-in Taylor-operator loss Σ_n ∫|q^n - p^n|² (0 = off);
+            it needs ``context = linear`` (q^n are derivatives at α = 0).
+        context: How α enters the flow: ``log`` (default) or ``linear``.
+        degree, transforms, hidden: The flow's shape (default: the seed's 8405 parameters).
+        seed: Makes runs reproducible (initialization, sampling).
+        dtype, device: ``float32``/``float64``; ``cpu``/``cuda``/``mps``.
+        checkpoint_every: Write a checkpoint every this many steps (and at the end).
+        schedule: ``cosine`` or ``constant``.
+    """
+
+    epochs: int = 600
+    lr: float = 3e-3
+    optimizer: str = "adam"
+    mode: str = "auto"
+    sampling: str = "quadrature"
+    x_points: int = 512
+    alpha_points: int = 32
+    taylor_weight: float = 0.0
+    context: str = "log"
+    degree: int = 16
+    transforms: int = 5
+    hidden: tuple[int, ...] = (32, 32)
+    seed: int = 0
+    dtype: str = "float64"
+    device: str = "cpu"
+    checkpoint_every: int = 200
+    schedule: str = "cosine"
+
+    def validate(self) -> None:
+        checks = [
+            (self.epochs >= 0, f"epochs must be >= 0, got {self.epochs}"),
+            (self.lr > 0 and math.isfinite(self.lr), f"lr must be positive, got {self.lr}"),
+            (self.optimizer in ("adam", "lbfgs"), f"optimizer must be adam or lbfgs, got {self.optimizer!r}"),
+            (self.mode in ("auto", "functional", "distill"), f"mode must be auto, functional or distill, got {self.mode!r}"),
+            (self.sampling in ("quadrature", "monte-carlo"), f"sampling must be quadrature or monte-carlo, got {self.sampling!r}"),
+            (not (self.optimizer == "lbfgs" and self.sampling != "quadrature"), "lbfgs needs deterministic quadrature sampling"),
+            (not (self.mode == "distill" and self.sampling != "quadrature"), "distill needs quadrature sampling (q* is tabulated on the grid)"),
+            (self.x_points >= 16 and self.alpha_points >= 1, "x_points >= 16 and alpha_points >= 1 are needed"),
+            (self.dtype in ("float32", "float64"), f"dtype must be float32 or float64, got {self.dtype!r}"),
+            (self.schedule in ("cosine", "constant"), f"schedule must be cosine or constant, got {self.schedule!r}"),
+            (self.checkpoint_every >= 1, "checkpoint_every must be >= 1"),
+            (self.taylor_weight >= 0, "taylor_weight must be >= 0"),
+            (self.context in ("log", "linear"), f"context must be log or linear, got {self.context!r}"),
+            (self.taylor_weight == 0 or self.context == "linear", "the Taylor-operator loss needs --context linear: a log-α context is undefined at α = 0"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise RenormError(message)
+        if self.device.startswith("cuda") and not torch.cuda.is_available():
+            raise RenormError("device cuda requested but torch sees no CUDA device")
+        if self.device == "mps" and not torch.backends.mps.is_available():
+            raise RenormError("device mps requested but torch sees no MPS device")
+
+    def to_json(self) -> dict:
+        data = dataclasses.asdict(self)
+        data["hidden"] = list(self.hidden)
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict) -> "TrainConfig":
+        data = dict(data)
+        data["hidden"] = tuple(data.get("hidden", (32, 32)))
+        return cls(**data)
+
+
+@dataclass
+class TrainingStatus:
+    r"""Passed to the progress callback after every step."""
+
+    step: int
+    epochs: int
+    loss: float
+    elapsed: float
+
+
+def _gauss_legendre(edges: np.ndarray, order: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    nodes, weights = np.polynomial.legendre.leggauss(order)
+    lo, hi = edges[:-1, None], edges[1:, None]
+    half = 0.5 * (hi - lo)
+    return (0.5 * (hi + lo) + half * nodes).ravel(), (half * weights).ravel()
+
+
+#: Quantiles of q* (in the latent variable, over the coupling range) mapped to ±4.5: the whole
+#: region where the loss is not negligible then lies inside the Bernstein polynomials' [-5, 5],
+#: outside of which the flow is the identity with a Gaussian tail (measured: standardizing by
+#: mean and spread left x -> 1/2 of the angularity in that tail and a loss 400x the optimum).
+_QUANTILES = (1e-6, 1 - 1e-6)
+
+
+def _standardization(problem: Problem, support_map) -> tuple[float, float]:
+    r"""Shift and scale that map the :data:`_QUANTILES` of q* in the latent variable to ±4.5.
+
+    Without an exact minimizer the positive part of p is used in its place.
+    """
+    minimizer = ExactMinimizer(problem)
+    lo, hi = support_map.latent_range()
+    y = np.linspace(lo, hi, 20001)
+    x = support_map.from_latent(torch.as_tensor(y)).numpy()
+    jacobian = np.exp(support_map.log_jacobian(torch.as_tensor(y)).numpy())
+    ends = []
+    for alpha in problem.coupling_range:
+        try:
+            solution = minimizer.solve(alpha)
+            density = solution.q(x)
+        except (NotNormalizableError, RenormError):
+            density = np.maximum(minimizer.p(x, alpha), 0.0)
+        weights = np.nan_to_num(density * jacobian, nan=0.0, posinf=0.0)
+        cdf = np.cumsum(weights)
+        if cdf[-1] <= 0:
+            continue
+        cdf /= cdf[-1]
+        ends += [float(np.interp(q, cdf, y)) for q in _QUANTILES]
+    if not ends:
+        return 0.5 * (lo + hi), (hi - lo) / 9
+    first, last = min(ends), max(ends)
+    return 0.5 * (first + last), max((last - first) / 9.0, 1e-3)
+
+
+class Objective:
+    r"""The training objective on a grid of latent points and couplings.
+
+    ``functional``: the mean over α of :math:`L[q] = \int dx\, w |f(q) - f(p)|^2`, computed with the
+    generated ``loss_density`` kernel by quadrature in the latent variable
+    (:math:`\int dx = \int dy\, |dx/dy|`). ``distill``: the mean over α of the forward KL
+    divergence :math:`\int q^* \log(q^*/q)` from the exact minimizer. Optionally plus the Taylor
+    operator loss :math:`\sum_{n \le N} \int dx\, (q^n - p^n)^2` with :math:`q^n` from autograd in α at α = 0.
+    """
+
+    def __init__(self, problem: Problem, flow: ConditionalFlow, config: TrainConfig, dtype: torch.dtype, device: torch.device):
+        from renorm.codegen import load
+
+        self.problem, self.flow, self.config = problem, flow, config
+        self.dtype, self.device = dtype, device
+        self.kernels = load(problem)
+        self.latent_lo, self.latent_hi = flow.support_map.latent_range(dtype)
+        mean, spread = float(flow.shift), float(flow.scale)
+        # dense panels over the bulk (±6 spreads), a few wide ones over the tails
+        lo, hi = self.latent_lo, self.latent_hi
+        inner_lo, inner_hi = max(lo, mean - 6 * spread), min(hi, mean + 6 * spread)
+        panels = max(4, config.x_points // 8)
+        edges = np.unique(np.concatenate([np.linspace(lo, inner_lo, 5), np.linspace(inner_lo, inner_hi, panels - 7), np.linspace(inner_hi, hi, 5)]))
+        y, w = _gauss_legendre(edges)
+        self.y, self.y_weight = self._tensor(y), self._tensor(w)
+        a_lo, a_hi = problem.coupling_range
+        nodes, weights = np.polynomial.legendre.leggauss(config.alpha_points)
+        self.alpha = self._tensor(a_lo + (a_hi - a_lo) * (nodes + 1) / 2)
+        self.alpha_weight = self._tensor(weights / weights.sum())
+        self.generator = torch.Generator(device="cpu").manual_seed(config.seed + 1)
+        # the distillation target lives on the quadrature grid, so Monte Carlo means the functional
+        distill = config.sampling == "quadrature" and _has_exact(problem)
+        self.mode = config.mode if config.mode != "auto" else ("distill" if distill else "functional")
+        self.target = self._distillation_target() if self.mode == "distill" else None
+        self.coefficients = [numeric(c, (problem.x,)) for c in expand(problem)] if config.taylor_weight > 0 else None
+
+    def _tensor(self, values: np.ndarray) -> Tensor:
+        return torch.as_tensor(np.asarray(values, dtype=np.float64), device=self.device).to(self.dtype)
+
+    def _distillation_target(self) -> Tensor:
+        r""":math:`\log q^*_y` on the quadrature grid (latent density of the exact minimizer)."""
+        try:
+            solutions = solve(self.problem, self.alpha.double().cpu().numpy())
+        except NotNormalizableError as error:
+            raise RenormError(f"distillation needs an exact minimizer: {error}") from None
+        minimizer = solutions[0].minimizer
+        y = self.y.double().cpu()
+        x = self.flow.support_map.from_latent(y).numpy()
+        jac = self.flow.support_map.log_jacobian(y).numpy()
+        columns = [minimizer.log_q(x, s.alpha, s.lagrange_multiplier) + jac for s in solutions]
+        return self._tensor(np.stack(columns, axis=1))
+
+    def grid(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        r"""Latent points, their weights, couplings and their weights for one step."""
+        if self.config.sampling == "quadrature":
+            return self.y, self.y_weight, self.alpha, self.alpha_weight
+        u = torch.rand(self.config.x_points, generator=self.generator, dtype=torch.float64)
+        v = torch.rand(self.config.alpha_points, generator=self.generator, dtype=torch.float64)
+        width = self.latent_hi - self.latent_lo
+        y = self._tensor((self.latent_lo + width * u).numpy())
+        a_lo, a_hi = self.problem.coupling_range
+        alpha = self._tensor((a_lo + (a_hi - a_lo) * v).numpy())
+        return y, torch.full_like(y, width / y.numel()), alpha, torch.full_like(alpha, 1.0 / alpha.numel())
+
+    def functional(self, log_q_latent: Tensor, y: Tensor, y_weight: Tensor, alpha: Tensor) -> Tensor:
+        r""":math:`L[q]` per coupling from latent log densities of shape ``(n, m)``."""
+        jac = self.flow.support_map.log_jacobian(y)
+        x = self.flow.support_map.from_latent(y)
+        density = self.kernels.loss_density(log_q_latent - jac[:, None], x[:, None], alpha[None, :])
+        return ((y_weight * torch.exp(jac))[:, None] * density).sum(0)
+
+    def __call__(self) -> Tensor:
+        y, y_weight, alpha, alpha_weight = self.grid()
+        log_q = self.flow.log_prob_latent(y, alpha)
+        if self.target is not None:
+            # where q* = 0 the forward KL has nothing to say (and 0 * inf would be nan)
+            target = self.target
+            present = torch.isfinite(target)
+            kl = torch.where(present, torch.exp(target) * (torch.where(present, target, 0.0) - log_q), 0.0)
+            per_alpha = (y_weight[:, None] * kl).sum(0)
+        else:
+            per_alpha = self.functional(log_q, y, y_weight, alpha)
+        loss = (alpha_weight * per_alpha).sum()
+        if self.coefficients is not None:
+            loss = loss + self.config.taylor_weight * self.taylor(y, y_weight)
+        return loss
+
+    def taylor(self, y: Tensor, y_weight: Tensor) -> Tensor:
+        r"""The Taylor-operator loss :math:`\sum_{n \le N} \int dx\, (q^n - p^n)^2` on the latent grid.
+
+        :math:`q^n = \frac{1}{n!}\partial_\alpha^n q(x|\alpha)` at α = 0 by nested autograd, with
+        one coupling per point so that the derivatives stay pointwise; :math:`p^n` are the
+        regular parts (the δ and plus parts at the endpoint have no pointwise counterpart). The
+        integral runs over the standardized bulk :math:`|z| \le 3` only: a regular part such as
+        :math:`\log(1/x)/x` is not square-integrable at the singular endpoint.
+        """
+        bulk = (y - self.flow.shift).abs() <= 3 * self.flow.scale
+        y, y_weight = y[bulk], y_weight[bulk]
+        x = self.flow.support_map.from_latent(y)
+        jac = self.flow.support_map.log_jacobian(y)
+        alpha = torch.zeros_like(y, requires_grad=True)
+        q = torch.exp(self.flow.log_prob_latent_paired(y, alpha) - jac)
+        points = x.detach().double().cpu().numpy()
+        total, derivative = q.new_zeros(()), q
+        for n, coefficient in enumerate(self.coefficients):
+            if n > 0:
+                derivative = torch.autograd.grad(derivative.sum(), alpha, create_graph=True)[0]
+            target = torch.tensor(np.array(coefficient(points), dtype=np.float64)).to(q)
+            total = total + ((y_weight * torch.exp(jac)) * (derivative / math.factorial(n) - target) ** 2).sum()
+        return total
+
+
+def _has_exact(problem: Problem) -> bool:
+    r"""Whether a normalized exact minimizer exists at the ends of the coupling range."""
+    try:
+        solve(problem, list(problem.coupling_range))
+    except (NotNormalizableError, RenormError):
+        return False
+    return True
+
+
+def _atomic_save(obj: dict, path: Path) -> None:
+    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".pt")
+    os.close(handle)
+    try:
+        torch.save(obj, temp)
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+@dataclass
+class Run:
+    r"""A trained run: the problem, the flow and what was recorded."""
+
+    problem: Problem
+    flow: ConditionalFlow
+    config: TrainConfig
+    step: int
+    history: list[dict] = field(default_factory=list)
+    directory: Path | None = None
+    _evaluator: ConditionalFlow | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def evaluator(self) -> ConditionalFlow:
+        r"""A float64 CPU copy of the flow: a float32-trained flow is evaluated exactly in float64,
+        where :math:`x` near a singular endpoint does not underflow."""
+        if self._evaluator is None:
+            self._evaluator = copy.deepcopy(self.flow).to(device="cpu", dtype=torch.float64).eval()
+        return self._evaluator
+
+    def log_density(self, x: np.ndarray, alpha: float) -> np.ndarray:
+        r""":math:`\log q(x|\alpha)` as float64 NumPy (the interface of verification and plots)."""
+        with torch.no_grad():
+            xt = torch.as_tensor(np.asarray(x, dtype=np.float64).ravel())
+            return self.evaluator.log_prob(xt, torch.tensor([float(alpha)], dtype=torch.float64))[:, 0].numpy().reshape(np.shape(x))
+
+    def sample(self, alpha: float, n: int, seed: int = 0) -> np.ndarray:
+        parameter = next(self.flow.parameters())
+        generator = torch.Generator(device=parameter.device).manual_seed(seed)
+        return self.flow.sample(alpha, n, generator).double().cpu().numpy()
+
+
+def _spec_copy(problem: Problem, directory: Path) -> None:
+    if problem.source is None:
+        return
+    source = Path(problem.source)
+    target = directory / f"spec{source.suffix}"
+    if source.resolve() != target.resolve():
+        shutil.copyfile(source, directory / f".tmp-spec{source.suffix}")
+        os.replace(directory / f".tmp-spec{source.suffix}", target)
+
+
+def _build_flow(problem: Problem, config: TrainConfig) -> ConditionalFlow:
+    support_map = default_map(problem.support_floats, problem.singular)
+    shift, scale = _standardization(problem, support_map)
+    return ConditionalFlow(support_map, shift, scale, problem.coupling_range, config.degree, config.transforms, config.hidden, config.context)
+
+
+def train(
+    problem: Problem,
+    out_dir: str | Path,
+    config: TrainConfig | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    callback: Callable[[TrainingStatus], None] | None = None,
+) -> Run:
+    r"""Trains the flow for ``problem`` and writes ``out_dir/checkpoint.pt`` atomically.
+
+    Checkpoints carry the spec hash, the flow's description, the optimizer state, the step, the
+    configuration and the loss history; they are written every ``checkpoint_every`` steps and
+    at the end. A non-finite loss stops training with a clear error and leaves the last good
+    checkpoint in place.
+
+    Arguments:
+        problem: The matching problem.
+        out_dir: The run directory (created).
+        config: Training settings (default :class:`TrainConfig`).
+        resume: Continue from ``out_dir/checkpoint.pt`` (refused if it belongs to another spec).
+        progress: Show a progress bar.
+        callback: Called with a :class:`TrainingStatus` after every step.
+
+    Returns:
+        The trained :class:`Run`.
+    """
+    config = config or TrainConfig()
+    directory = Path(out_dir)
+    checkpoint_path = directory / CHECKPOINT
+    state = None
+    if resume:
+        state = _read_checkpoint(checkpoint_path, problem)
+        config = dataclasses.replace(TrainConfig.from_json(state["config"]), epochs=config.epochs)
+    config.validate()
+    directory.mkdir(parents=True, exist_ok=True)
+    dtype = torch.float64 if config.dtype == "float64" else torch.float32
+    device = torch.device(config.device)
+
+    torch.manual_seed(config.seed)
+    flow = ConditionalFlow.rebuild(state["flow"]) if state else _build_flow(problem, config)
+    flow = flow.to(device=device, dtype=dtype)
+    if state:
+        flow.load_state_dict(state["state"])
+    objective = Objective(problem, flow, config, dtype, device)
+    if config.optimizer == "adam":
+        optimizer: torch.optim.Optimizer = torch.optim.Adam(flow.parameters(), lr=config.lr)
+    else:
+        optimizer = torch.optim.LBFGS(flow.parameters(), lr=config.lr, max_iter=1, history_size=50, line_search_fn="strong_wolfe")
+    step = state["step"] if state else 0
+    if state and state.get("optimizer") and state["config"]["optimizer"] == config.optimizer:
+        optimizer.load_state_dict(state["optimizer"])
+    history: list[dict] = list(state["history"]) if state else []
+    total = max(config.epochs, 1)
+    schedule = (lambda k: 1e-2 + (1 - 1e-2) * 0.5 * (1 + math.cos(math.pi * min(k, total) / total))) if config.schedule == "cosine" else (lambda k: 1.0)
+
+    _spec_copy(problem, directory)
+
+    if state and "sampler" in state:
+        objective.generator.set_state(state["sampler"])
+
+    def save() -> None:
+        _atomic_save({
+            "format": _FORMAT, "spec_sha256": problem.sha256, "flow": flow.describe(),
+            "state": flow.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+            "config": config.to_json(), "history": history, "sampler": objective.generator.get_state(),
+        }, checkpoint_path)
+        write_atomic(directory / "history.json", json.dumps(history))
+
+    from tqdm.auto import tqdm
+
+    start = time.perf_counter()
+    bar = tqdm(total=config.epochs, initial=min(step, config.epochs), disable=not progress, desc="train", unit="step", leave=False, mininterval=1.0)
+    try:
+        while step < config.epochs:
+            for group in optimizer.param_groups:
+                group["lr"] = config.lr * schedule(step)
+
+            def closure() -> Tensor:
+                optimizer.zero_grad()
+                value = objective()
+                value.backward()
+                return value
+
+            loss = optimizer.step(closure)
+            value = float(loss.detach())
+            if not math.isfinite(value) or not all(torch.isfinite(p).all() for p in flow.parameters()):
+                kept = f"the last good checkpoint (step {_saved_step(checkpoint_path)}) is kept" if checkpoint_path.exists() else "no checkpoint was written"
+                raise RenormError(f"training diverged at step {step + 1}: the loss is {value}; {kept} in {directory}")
+            step += 1
+            history.append({"step": step, "loss": value, "time": time.perf_counter() - start})
+            bar.update(1)
+            bar.set_postfix(loss=f"{value:.6g}")
+            if callback is not None:
+                callback(TrainingStatus(step, config.epochs, value, time.perf_counter() - start))
+            if step % config.checkpoint_every == 0:
+                save()
+    except KeyboardInterrupt:
+        save()  # an interrupted run can be resumed from where it stopped
+        raise
+    finally:
+        bar.close()
+    save()
+    return Run(problem, flow, config, step, history, directory)
+
+
+def _saved_step(path: Path) -> int:
+    return int(torch.load(path, weights_only=True, map_location="cpu")["step"])
+
+
+def _read_checkpoint(path: Path, problem: Problem | None) -> dict:
+    if not path.is_file():
+        raise RenormError(f"{path}: no checkpoint (train first with `renorm train SPEC --out {path.parent}`)")
+    try:
+        state = torch.load(path, weights_only=True, map_location="cpu")
+    except Exception as error:  # a truncated or foreign file
+        raise RenormError(f"{path}: not a readable renorm checkpoint ({type(error).__name__}: {error})") from None
+    if not isinstance(state, dict) or state.get("format") != _FORMAT:
+        raise RenormError(f"{path}: not a renorm checkpoint of format {_FORMAT}")
+    if problem is not None and state["spec_sha256"] != problem.sha256:
+        raise RenormError(f"{path}: the checkpoint belongs to another spec (hash {state['spec_sha256'][:12]}, this spec {problem.sha256[:12]})")
+    return state
+
+
+def load_run(directory: str | Path, problem: Problem | None = None, device: str = "cpu") -> Run:
+    r"""Loads a run directory written by :func:`train` (``weights_only=True``).
+
+    Arguments:
+        directory: The run directory.
+        problem: The problem; by default the spec copy in the directory is loaded and must
+            match the checkpoint's hash.
+        device: Where to put the flow.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise RenormError(f"{directory}: no such run directory")
+    if problem is None:
+        specs = sorted(directory.glob("spec.toml")) + sorted(directory.glob("spec.py"))
+        if not specs:
+            raise RenormError(f"{directory}: no spec copy (spec.toml or spec.py) in the run directory")
+        problem = load_spec(specs[0])
+    state = _read_checkpoint(directory / CHECKPOINT, problem)
+    config = TrainConfig.from_json(state["config"])
+    dtype = torch.float64 if config.dtype == "float64" else torch.float32
+    flow = ConditionalFlow.rebuild(state["flow"]).to(device=device, dtype=dtype)
+    flow.load_state_dict(state["state"])
+    flow.eval()
+    return Run(problem, flow, config, int(state["step"]), list(state["history"]), directory)
