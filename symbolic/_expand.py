@@ -89,7 +89,10 @@ def expand(problem: Problem) -> list[sp.Expr]:
     for n in range(problem.order + 1):
         value = derivative.subs(alpha, 0)
         if value.has(sp.nan, sp.zoo) or not value.is_finite and value.is_finite is not None:
-            value = sp.limit(derivative, alpha, 0, "+")
+            try:
+                value = sp.limit(derivative, alpha, 0, "+")
+            except Exception as error:  # SymPy raises many types for non-analytic input
+                raise SpecError(f"target.density: cannot expand in {alpha} at order {n} ({type(error).__name__}: {error}); the target must be a power series in {alpha}") from None
         if value.has(sp.oo, -sp.oo, sp.zoo, sp.nan):
             raise SpecError(f"target.density: the coefficient of alpha^{n} is not finite ({sp.sstr(value)}); the target is not a power series in {alpha}")
         value = value / math.factorial(n)

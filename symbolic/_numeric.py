@@ -38,7 +38,8 @@ _MODULES = [{"LambertW": lambertw, "polylog": _polylog, "gamma": special.gamma, 
 
 def numeric(expr: sp.Expr, args: Sequence[sp.Symbol]) -> Callable[..., np.ndarray]:
     r"""A vectorized NumPy function of ``args`` that evaluates ``expr`` (float64, no warnings)."""
-    fn = sp.lambdify(tuple(args), expr, modules=_MODULES)
+    # 1/(2w) with w = 0 is SymPy's complex infinity; on the real line it is +inf
+    fn = sp.lambdify(tuple(args), expr.xreplace({sp.zoo: sp.oo}), modules=_MODULES)
 
     def evaluate(*values: np.ndarray) -> np.ndarray:
         with np.errstate(all="ignore"):

@@ -75,3 +75,10 @@ def test_integrable_coefficient_gets_finite_delta():
     assert ok[0].delta == 0 and ok[1].delta == 0 and ok[0].plus == 0
     off = coefficients(make_problem(name="off", density="2 + alpha", support=(0, 1), singular="lower"))
     assert float(off[0].delta) == pytest.approx(-1, abs=1e-13) and float(off[1].delta) == pytest.approx(-1, abs=1e-13)
+
+
+def test_non_analytic_target_is_one_clear_error():
+    from renorm.symbolic import SpecError
+
+    with pytest.raises(SpecError, match="power series"):
+        expand(make_problem(name="sqrt", density="sqrt(alpha)/x", support=(0, 1)))
