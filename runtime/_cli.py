@@ -322,7 +322,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _training_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--epochs", type=int, help="optimizer steps (default 600)")
+    parser.add_argument("--epochs", type=int, help="optimizer steps (default 2000)")
     parser.add_argument("--seed", type=int, help="random seed (default 0)")
     parser.add_argument("--device", help="cpu, cuda or mps (default cpu)")
     parser.add_argument("--dtype", choices=("float32", "float64"), help="default float64")

@@ -98,7 +98,8 @@ class Logit(SupportMap):
         return math.log(self.b - self.a) + torch.nn.functional.logsigmoid(y) + torch.nn.functional.logsigmoid(-y)
 
     def latent_range(self, dtype: torch.dtype = torch.float64) -> tuple[float, float]:
-        return -40.0, 40.0
+        # y ≈ log((x - a)/(b - a)) near a; near b, x rounds onto b once e^-y < machine epsilon
+        return -_depth(dtype), -math.log(torch.finfo(dtype).eps)
 
 
 class LogLower(SupportMap):

@@ -22,7 +22,7 @@ from renorm.codegen._load import write_atomic
 from renorm.symbolic import ExactMinimizer, NotNormalizableError, Problem, RenormError, expand, load_spec, numeric, solve
 
 from ._flow import ConditionalFlow
-from ._maps import default_map
+from ._maps import MAPS, default_map
 
 __all__ = ["TrainConfig", "TrainingStatus", "Objective", "train", "load_run", "Run", "CHECKPOINT"]
 
@@ -47,6 +47,7 @@ class TrainConfig:
         taylor_weight: Weight of the opt-in Taylor-operator loss Σ_n ∫|q^n - p^n|² (0 = off);
             it needs ``context = linear`` (q^n are derivatives at α = 0).
         context: How α enters the flow: ``log`` (default) or ``linear``.
+        support_map: A name from :data:`~renorm.runtime.MAPS`, or ``auto`` (:func:`default_map`).
         degree, transforms, hidden: The flow's shape (default: the seed's 8405 parameters).
         seed: Makes runs reproducible (initialization, sampling).
         dtype, device: ``float32``/``float64``; ``cpu``/``cuda``/``mps``.
@@ -54,15 +55,16 @@ class TrainConfig:
         schedule: ``cosine`` or ``constant``.
     """
 
-    epochs: int = 600
-    lr: float = 3e-3
+    epochs: int = 2000
+    lr: float = 1e-2
     optimizer: str = "adam"
     mode: str = "auto"
     sampling: str = "quadrature"
-    x_points: int = 512
-    alpha_points: int = 32
+    x_points: int = 256
+    alpha_points: int = 16
     taylor_weight: float = 0.0
     context: str = "log"
+    support_map: str = "auto"
     degree: int = 16
     transforms: int = 5
     hidden: tuple[int, ...] = (32, 32)
@@ -87,6 +89,7 @@ class TrainConfig:
             (self.checkpoint_every >= 1, "checkpoint_every must be >= 1"),
             (self.taylor_weight >= 0, "taylor_weight must be >= 0"),
             (self.context in ("log", "linear"), f"context must be log or linear, got {self.context!r}"),
+            (self.support_map == "auto" or self.support_map in MAPS, f"support_map must be auto or one of {', '.join(sorted(MAPS))}, got {self.support_map!r}"),
             (self.taylor_weight == 0 or self.context == "linear", "the Taylor-operator loss needs --context linear: a log-α context is undefined at α = 0"),
         ]
         for ok, message in checks:
@@ -131,6 +134,7 @@ def _gauss_legendre(edges: np.ndarray, order: int = 8) -> tuple[np.ndarray, np.n
 #: outside of which the flow is the identity with a Gaussian tail (measured: standardizing by
 #: mean and spread left x -> 1/2 of the angularity in that tail and a loss 400x the optimum).
 _QUANTILES = (1e-6, 1 - 1e-6)
+_WINDOW = 4.5
 
 
 def _standardization(problem: Problem, support_map) -> tuple[float, float]:
@@ -159,7 +163,7 @@ def _standardization(problem: Problem, support_map) -> tuple[float, float]:
     if not ends:
         return 0.5 * (lo + hi), (hi - lo) / 9
     first, last = min(ends), max(ends)
-    return 0.5 * (first + last), max((last - first) / 9.0, 1e-3)
+    return 0.5 * (first + last), max((last - first) / (2 * _WINDOW), 1e-3)
 
 
 class Objective:
@@ -187,9 +191,15 @@ class Objective:
         edges = np.unique(np.concatenate([np.linspace(lo, inner_lo, 5), np.linspace(inner_lo, inner_hi, panels - 7), np.linspace(inner_hi, hi, 5)]))
         y, w = _gauss_legendre(edges)
         self.y, self.y_weight = self._tensor(y), self._tensor(w)
+        # couplings: Gauss–Legendre in the context's own scale (log α by default), so the small-α
+        # end where the distribution changes fastest is not under-weighted (measured: TV at
+        # α = 0.05 stalled at 1e-2 with nodes uniform in α)
         a_lo, a_hi = problem.coupling_range
         nodes, weights = np.polynomial.legendre.leggauss(config.alpha_points)
-        self.alpha = self._tensor(a_lo + (a_hi - a_lo) * (nodes + 1) / 2)
+        if config.context == "log":
+            self.alpha = self._tensor(np.exp(math.log(a_lo) + (math.log(a_hi) - math.log(a_lo)) * (nodes + 1) / 2))
+        else:
+            self.alpha = self._tensor(a_lo + (a_hi - a_lo) * (nodes + 1) / 2)
         self.alpha_weight = self._tensor(weights / weights.sum())
         self.generator = torch.Generator(device="cpu").manual_seed(config.seed + 1)
         # the distillation target lives on the quadrature grid, so Monte Carlo means the functional
@@ -223,7 +233,10 @@ class Objective:
         width = self.latent_hi - self.latent_lo
         y = self._tensor((self.latent_lo + width * u).numpy())
         a_lo, a_hi = self.problem.coupling_range
-        alpha = self._tensor((a_lo + (a_hi - a_lo) * v).numpy())
+        if self.config.context == "log":
+            alpha = self._tensor(np.exp(math.log(a_lo) + (math.log(a_hi) - math.log(a_lo)) * v.numpy()))
+        else:
+            alpha = self._tensor((a_lo + (a_hi - a_lo) * v).numpy())
         return y, torch.full_like(y, width / y.numel()), alpha, torch.full_like(alpha, 1.0 / alpha.numel())
 
     def functional(self, log_q_latent: Tensor, y: Tensor, y_weight: Tensor, alpha: Tensor) -> Tensor:
@@ -337,7 +350,10 @@ def _spec_copy(problem: Problem, directory: Path) -> None:
 
 
 def _build_flow(problem: Problem, config: TrainConfig) -> ConditionalFlow:
-    support_map = default_map(problem.support_floats, problem.singular)
+    if config.support_map == "auto":
+        support_map = default_map(problem.support_floats, problem.singular)
+    else:
+        support_map = MAPS[config.support_map](*problem.support_floats)
     shift, scale = _standardization(problem, support_map)
     return ConditionalFlow(support_map, shift, scale, problem.coupling_range, config.degree, config.transforms, config.hidden, config.context)
 

@@ -224,10 +224,13 @@ class ExactMinimizer:
         points = self.breakpoints(alpha) if breakpoints is None else breakpoints
         return self.integral(lambda x: self.q(x, alpha, lam), points)
 
-    def loss(self, alpha: float, log_q: Callable[[np.ndarray], np.ndarray] | None = None, lam: float | None = None) -> float:
-        r""":math:`L[q] = \int w|f(q) - f(p)|^2`, for a given :math:`\log q(x)` or for :math:`q_\lambda`."""
+    def loss(self, alpha: float, log_q: Callable[[np.ndarray], np.ndarray] | None = None, lam: float | None = None, rtol: float = 1e-11) -> float:
+        r""":math:`L[q] = \int w|f(q) - f(p)|^2`, for a given :math:`\log q(x)` or for :math:`q_\lambda`.
+
+        ``rtol`` should not ask for more than ``log_q`` resolves (a trained flow: about 1e-12).
+        """
         fn = log_q if log_q is not None else (lambda x: self.log_q(x, alpha, lam))
-        return self.integral(lambda x: self.loss_density(x, alpha, fn(x)), self.breakpoints(alpha), rtol=1e-11)
+        return self.integral(lambda x: self.loss_density(x, alpha, fn(x)), self.breakpoints(alpha), rtol=rtol)
 
     def solve(self, alpha: float, guess: float | None = None) -> Solution:
         r"""Solves :math:`\int q_\lambda = 1` for λ, bracketing in :math:`\log|\lambda|`.
