@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from fractions import Fraction
 
+from typing import Callable
+
 import torch
 from torch import Tensor
 
@@ -181,24 +183,34 @@ def _lambertw_derivative(z: Tensor, w: Tensor) -> Tensor:
     return torch.where(large, w / (z_large * (1.0 + w)), torch.exp(-w) / (1.0 + w))
 
 
-class _LambertW(torch.autograd.Function):
-    r"""Autograd wrapper of :func:`lambertw`; backward is itself differentiable."""
+def _with_derivative(name: str, forward: Callable[[Tensor], Tensor], derivative: Callable[[Tensor, Tensor], Tensor]) -> type:
+    r"""An autograd function computing ``forward`` with backward ``grad * derivative(x, value)``.
 
-    generate_vmap_rule = True
+    ``derivative`` is written with differentiable torch operations on the saved input and
+    output, so the backward pass is itself differentiable (second derivatives, vmap).
+    """
 
-    @staticmethod
-    def forward(z: Tensor) -> Tensor:
-        return _lambertw_forward(z)
+    class _Function(torch.autograd.Function):
+        generate_vmap_rule = True
 
-    @staticmethod
-    def setup_context(ctx: torch.autograd.function.FunctionCtx, inputs: tuple[Tensor], output: Tensor) -> None:
-        (z,) = inputs
-        ctx.save_for_backward(z, output)
+        @staticmethod
+        def forward(x: Tensor) -> Tensor:
+            return forward(x)
 
-    @staticmethod
-    def backward(ctx: torch.autograd.function.FunctionCtx, grad: Tensor) -> Tensor:
-        z, w = ctx.saved_tensors
-        return grad * _lambertw_derivative(z, w)
+        @staticmethod
+        def setup_context(ctx: torch.autograd.function.FunctionCtx, inputs: tuple[Tensor], output: Tensor) -> None:
+            ctx.save_for_backward(inputs[0], output)
+
+        @staticmethod
+        def backward(ctx: torch.autograd.function.FunctionCtx, grad: Tensor) -> Tensor:
+            x, value = ctx.saved_tensors
+            return grad * derivative(x, value)
+
+    _Function.__name__ = _Function.__qualname__ = name
+    return _Function
+
+
+_LambertW = _with_derivative("_LambertW", _lambertw_forward, _lambertw_derivative)
 
 
 def lambertw(z: Tensor) -> Tensor:
@@ -319,24 +331,7 @@ def _dilog_derivative(x: Tensor) -> Tensor:
     return torch.where(small, _horner(_DILOG_DERIVATIVE_SERIES, x), -torch.log1p(-x_safe) / x_safe)
 
 
-class _Dilog(torch.autograd.Function):
-    r"""Autograd wrapper of :func:`dilog`; backward is itself differentiable."""
-
-    generate_vmap_rule = True
-
-    @staticmethod
-    def forward(x: Tensor) -> Tensor:
-        return _dilog_forward(x)
-
-    @staticmethod
-    def setup_context(ctx: torch.autograd.function.FunctionCtx, inputs: tuple[Tensor], output: Tensor) -> None:
-        (x,) = inputs
-        ctx.save_for_backward(x)
-
-    @staticmethod
-    def backward(ctx: torch.autograd.function.FunctionCtx, grad: Tensor) -> Tensor:
-        (x,) = ctx.saved_tensors
-        return grad * _dilog_derivative(x)
+_Dilog = _with_derivative("_Dilog", _dilog_forward, lambda x, value: _dilog_derivative(x))
 
 
 def dilog(x: Tensor) -> Tensor:
@@ -536,24 +531,7 @@ def _gamma_forward(x: Tensor) -> Tensor:
     return result.to(x.dtype)
 
 
-class _Gamma(torch.autograd.Function):
-    r"""Autograd wrapper of :func:`gamma`; backward is itself differentiable."""
-
-    generate_vmap_rule = True
-
-    @staticmethod
-    def forward(x: Tensor) -> Tensor:
-        return _gamma_forward(x)
-
-    @staticmethod
-    def setup_context(ctx: torch.autograd.function.FunctionCtx, inputs: tuple[Tensor], output: Tensor) -> None:
-        (x,) = inputs
-        ctx.save_for_backward(x, output)
-
-    @staticmethod
-    def backward(ctx: torch.autograd.function.FunctionCtx, grad: Tensor) -> Tensor:
-        x, value = ctx.saved_tensors
-        return grad * value * torch.digamma(x)
+_Gamma = _with_derivative("_Gamma", _gamma_forward, lambda x, value: value * torch.digamma(x))
 
 
 def gamma(x: Tensor) -> Tensor:
