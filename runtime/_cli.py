@@ -304,7 +304,7 @@ def _run(args: argparse.Namespace) -> int:
     order = matched_order(problem)
     try:
         solutions = solve(problem, alphas)
-        print(f"[2/5] exact minimizer: lambda = " + ", ".join(f"{s.lagrange_multiplier:.6g} (alpha={s.alpha:g})" for s in solutions)
+        print("[2/5] exact minimizer: lambda = " + ", ".join(f"{s.lagrange_multiplier:.6g} (alpha={s.alpha:g})" for s in solutions)
               + f"; matches p^N through O(alpha^{order.order}) of {problem.order}")
     except NotNormalizableError as error:
         print(f"[2/5] exact minimizer: none ({error}); matched order {order.order}")

@@ -3,7 +3,6 @@ r"""The magic kernel :math:`C_q` for which a chosen :math:`q` is the exact minim
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 
 import numpy as np

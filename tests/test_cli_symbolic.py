@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from renorm.runtime._cli import main
-from renorm.symbolic import ExactMinimizer, load_spec, solve
+from renorm.symbolic import ExactMinimizer, solve
 
 from .conftest import EXAMPLES
 

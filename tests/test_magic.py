@@ -2,7 +2,6 @@ r"""Magic kernels: sign-definiteness, the round trip and the KL identity of the 
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import sympy as sp
 

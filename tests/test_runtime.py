@@ -14,7 +14,7 @@ from renorm.runtime import MAPS, ConditionalFlow, TrainConfig, certificate, load
 from renorm.runtime._cli import main
 from renorm.runtime._flow import parameter_count
 from renorm.runtime._train import Objective, _build_flow
-from renorm.symbolic import ExactMinimizer, RenormError, load_spec
+from renorm.symbolic import ExactMinimizer, RenormError
 
 from .conftest import EXAMPLES
 
