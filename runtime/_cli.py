@@ -176,12 +176,10 @@ def _train(args: argparse.Namespace) -> None:
     run = train(problem, args.out, _config(args), resume=args.resume, progress=not args.json)
     rows = _certificate_rows(run)
     if args.json:
-        _print_json({"out": str(run.directory), "steps": run.step, "seconds": run.history[-1]["time"] if run.history else 0.0,
-                     "loss": _number(run.history[-1]["loss"]) if run.history else None,
+        _print_json({"out": str(run.directory), "steps": run.step, "seconds": run.seconds, "loss": _number(run.final_loss),
                      "certificate": [row.to_json() for row in rows]})
         return
-    seconds = run.history[-1]["time"] if run.history else 0.0
-    print(f"trained {problem.name}: {run.step} steps in {seconds:.1f} s, final loss {run.history[-1]['loss']:.6g}; checkpoint in {run.directory}")
+    print(f"trained {problem.name}: {run.step} steps in {run.seconds:.1f} s, final loss {run.final_loss:.6g}; checkpoint in {run.directory}")
     if rows:
         _certificate_table(rows)
 
@@ -309,7 +307,7 @@ def _run(args: argparse.Namespace) -> int:
     except NotNormalizableError as error:
         print(f"[2/5] exact minimizer: none ({error}); matched order {order.order}")
     run = train(problem, out, _config(args), progress=True)
-    print(f"[3/5] trained {run.step} steps in {run.history[-1]['time'] if run.history else 0.0:.1f} s, final loss {run.history[-1]['loss'] if run.history else float('nan'):.6g}")
+    print(f"[3/5] trained {run.step} steps in {run.seconds:.1f} s, final loss {run.final_loss:.6g}")
     report = _verify_run(run)
     write_atomic(out / "report.json", _json.dumps(report.to_json(), indent=2, allow_nan=False))
     print(f"[4/5] verification written to {out / 'report.json'}")
