@@ -22,7 +22,7 @@ SPEC = Path(__file__).resolve().parents[1] / "examples" / "angularity_lo.toml"
 
 RECIPES = {
     "seed": dict(mode="functional", sampling="monte-carlo", x_points=512, alpha_points=32, lr=1e-3,
-                 epochs=2000, schedule="constant", context="linear"),
+                 epochs=2000, refine=0, schedule="constant", context="linear"),
     "default": {},
     "functional": dict(mode="functional"),
 }

@@ -159,7 +159,7 @@ def _config(args: argparse.Namespace):
     from ._train import TrainConfig
 
     defaults = TrainConfig()
-    values = {name: getattr(args, name) for name in ("epochs", "seed", "device", "dtype", "mode", "optimizer", "lr", "sampling", "taylor_weight")}
+    values = {name: getattr(args, name) for name in ("epochs", "refine", "seed", "device", "dtype", "mode", "optimizer", "lr", "sampling", "taylor_weight")}
     return TrainConfig(**{k: (v if v is not None else getattr(defaults, k)) for k, v in values.items()})
 
 
@@ -320,7 +320,8 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _training_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--epochs", type=int, help="optimizer steps (default 2000)")
+    parser.add_argument("--epochs", type=int, help="steps of the main optimizer (default 300)")
+    parser.add_argument("--refine", type=int, help="L-BFGS refinement steps after them (default 40; 0 = off, needed with monte-carlo)")
     parser.add_argument("--seed", type=int, help="random seed (default 0)")
     parser.add_argument("--device", help="cpu, cuda or mps (default cpu)")
     parser.add_argument("--dtype", choices=("float32", "float64"), help="default float64")

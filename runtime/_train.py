@@ -34,7 +34,12 @@ class TrainConfig:
     r"""How to train. Defaults are the measured choice for the examples (see README).
 
     Attributes:
-        epochs: Optimizer steps.
+        epochs: Steps of the main optimizer.
+        refine: Then this many L-BFGS steps on the same objective (each up to 20 evaluations
+            with a strong-Wolfe line search; needs ``sampling = quadrature``; 0 = off). It
+            stops early once a second grid's objective has not improved for 5 steps, and keeps
+            the best flow. Measured on the angularity: 100 Adam steps then L-BFGS reach a total
+            variation 7x smaller than 2000 Adam steps, in half the time (README).
         lr: Adam's learning rate (cosine-annealed to ``lr * 1e-2`` when ``schedule = cosine``).
         optimizer: ``adam`` or ``lbfgs`` (full-batch, needs ``sampling = quadrature``).
         mode: ``functional`` (the loss of DESIGN §1 on the generated kernels), ``distill``
@@ -54,13 +59,14 @@ class TrainConfig:
         schedule: ``cosine`` or ``constant``.
     """
 
-    epochs: int = 2000
+    epochs: int = 100
+    refine: int = 50
     lr: float = 1e-2
     optimizer: str = "adam"
     mode: str = "auto"
     sampling: str = "quadrature"
-    x_points: int = 256
-    alpha_points: int = 16
+    x_points: int = 128
+    alpha_points: int = 32
     taylor_weight: float = 0.0
     context: str = "log"
     support_map: str = "auto"
@@ -76,12 +82,14 @@ class TrainConfig:
     def validate(self) -> None:
         checks = [
             (self.epochs >= 0, f"epochs must be >= 0, got {self.epochs}"),
+            (self.refine >= 0, f"refine must be >= 0, got {self.refine}"),
             (self.lr > 0 and math.isfinite(self.lr), f"lr must be positive, got {self.lr}"),
             (self.optimizer in ("adam", "lbfgs"), f"optimizer must be adam or lbfgs, got {self.optimizer!r}"),
             (self.mode in ("auto", "functional", "distill"), f"mode must be auto, functional or distill, got {self.mode!r}"),
             (self.sampling in ("quadrature", "monte-carlo"), f"sampling must be quadrature or monte-carlo, got {self.sampling!r}"),
             (not (self.optimizer == "lbfgs" and self.sampling != "quadrature"), "lbfgs needs deterministic quadrature sampling"),
             (not (self.mode == "distill" and self.sampling != "quadrature"), "distill needs quadrature sampling (q* is tabulated on the grid)"),
+            (self.refine == 0 or self.sampling == "quadrature", "L-BFGS refinement needs deterministic quadrature sampling: pass refine 0 (--refine 0) with monte-carlo"),
             (self.x_points >= 16 and self.alpha_points >= 1, "x_points >= 16 and alpha_points >= 1 are needed"),
             (self.dtype in ("float32", "float64"), f"dtype must be float32 or float64, got {self.dtype!r}"),
             (self.schedule in ("cosine", "constant"), f"schedule must be cosine or constant, got {self.schedule!r}"),
@@ -198,6 +206,7 @@ class Objective:
         self.alpha_weight = self._tensor(weights / weights.sum())
         self.generator = torch.Generator(device="cpu").manual_seed(config.seed + 1)
         self.mode, self.target = self._objective_mode()
+        self._validation: tuple[Tensor, Tensor, Tensor, Tensor | None] | None = None
         self.coefficients = [numeric(c, (problem.x,)) for c in expand(problem)] if config.taylor_weight > 0 else None
 
     def _tensor(self, values: np.ndarray) -> Tensor:
@@ -223,21 +232,39 @@ class Objective:
         if mode == "functional" or (mode == "auto" and self.config.sampling != "quadrature"):
             return "functional", None
         try:
-            return "distill", self._distillation_target()
+            return "distill", self._distillation_target(self.y, self.alpha)
         except NotNormalizableError as error:
             if mode == "distill":
                 raise RenormError(f"distillation needs an exact minimizer: {error}") from None
             return "functional", None
 
-    def _distillation_target(self) -> Tensor:
-        r""":math:`\log q^*_y` on the quadrature grid (latent density of the exact minimizer)."""
-        solutions = solve(self.problem, self.alpha.double().cpu().numpy())
+    def _distillation_target(self, y: Tensor, alpha: Tensor) -> Tensor:
+        r""":math:`\log q^*_y` at latent points ``y`` and couplings ``alpha`` (latent density of the exact minimizer)."""
+        solutions = solve(self.problem, alpha.double().cpu().numpy())
         minimizer = solutions[0].minimizer
-        y = self.y.double().cpu()
+        y = y.double().cpu()
         x = self.flow.support_map.from_latent(y).numpy()
         jac = self.flow.support_map.log_jacobian(y).numpy()
         columns = [minimizer.log_q(x, s.alpha, s.lagrange_multiplier) + jac for s in solutions]
         return self._tensor(np.stack(columns, axis=1))
+
+    @torch.no_grad()
+    def validation(self) -> float:
+        r"""The objective on a second grid: other latent nodes, and couplings between the training ones.
+
+        The refinement stops where this stops improving (measured: L-BFGS kept lowering the
+        training objective while the distance to q* between the nodes grew 30-fold).
+        """
+        if self._validation is None:
+            y, weight = _gauss_legendre(np.linspace(float(self.y.min()), float(self.y.max()), self.config.x_points // 6 + 2), order=7)
+            nodes, _ = np.polynomial.legendre.leggauss(self.config.alpha_points)
+            t = (nodes + 1) / 2
+            t = np.concatenate([[0.0], 0.5 * (t[1:] + t[:-1]), [1.0]])
+            y, weight, alpha = self._tensor(y), self._tensor(weight), self._couplings(t)
+            target = self._distillation_target(y, alpha) if self.target is not None else None
+            self._validation = (y, weight, alpha, target)
+        y, weight, alpha, target = self._validation
+        return float(self._per_alpha(self.flow.log_prob_latent(y, alpha), y, weight, alpha, target).mean())
 
     def grid(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         r"""Latent points, their weights, couplings and their weights for one step."""
@@ -259,19 +286,24 @@ class Objective:
 
     def __call__(self) -> Tensor:
         y, y_weight, alpha, alpha_weight = self.grid()
-        log_q = self.flow.log_prob_latent(y, alpha)
-        if self.target is not None:
-            # where q* = 0 the forward KL has nothing to say (and 0 * inf would be nan)
-            target = self.target
-            present = torch.isfinite(target)
-            kl = torch.where(present, torch.exp(target) * (torch.where(present, target, 0.0) - log_q), 0.0)
-            per_alpha = (y_weight[:, None] * kl).sum(0)
-        else:
-            per_alpha = self.functional(log_q, y, y_weight, alpha)
+        per_alpha = self._per_alpha(self.flow.log_prob_latent(y, alpha), y, y_weight, alpha, self.target)
         loss = (alpha_weight * per_alpha).sum()
         if self.coefficients is not None:
             loss = loss + self.config.taylor_weight * self.taylor(y, y_weight)
         return loss
+
+    def _per_alpha(self, log_q: Tensor, y: Tensor, y_weight: Tensor, alpha: Tensor, target: Tensor | None) -> Tensor:
+        r"""The forward KL from q* (``target`` given) or the loss functional, per coupling."""
+        if target is None:
+            return self.functional(log_q, y, y_weight, alpha)
+        # the generalized KL q* log(q*/q) - q* + q: the same integral (both densities are
+        # normalized) but non-negative at every node, so on a finite grid it is minimized by
+        # q = q* node by node; the plain KL could be lowered by moving mass between the nodes
+        # (measured: it went negative on a second grid while the distance to q* grew)
+        present = torch.isfinite(target)
+        safe = torch.where(present, target, 0.0)
+        kl = torch.where(present, torch.exp(safe) * (safe - log_q - 1.0), 0.0) + torch.exp(log_q)
+        return (y_weight[:, None] * kl).sum(0)
 
     def taylor(self, y: Tensor, y_weight: Tensor) -> Tensor:
         r"""The Taylor-operator loss :math:`\sum_{n \le N} \int dx\, (q^n - p^n)^2` on the latent grid.
@@ -401,7 +433,7 @@ def train(
     state = None
     if resume:
         state = _read_checkpoint(checkpoint_path, problem)
-        config = dataclasses.replace(TrainConfig.from_json(state["config"]), epochs=config.epochs)
+        config = dataclasses.replace(TrainConfig.from_json(state["config"]), epochs=config.epochs, refine=config.refine)
     config.validate()
     directory.mkdir(parents=True, exist_ok=True)
     dtype = torch.float64 if config.dtype == "float64" else torch.float32
@@ -413,14 +445,14 @@ def train(
     if state:
         flow.load_state_dict(state["state"])
     objective = Objective(problem, flow, config, dtype, device)
-    if config.optimizer == "adam":
-        optimizer: torch.optim.Optimizer = torch.optim.Adam(flow.parameters(), lr=config.lr)
-    else:
-        optimizer = torch.optim.LBFGS(flow.parameters(), lr=config.lr, max_iter=1, history_size=50, line_search_fn="strong_wolfe")
     step = state["step"] if state else 0
-    if state and state.get("optimizer") and state["config"]["optimizer"] == config.optimizer:
+    refining = step >= config.epochs
+    optimizer = _optimizer(flow, config, refining)
+    if state and state.get("optimizer") and state.get("phase", "main") == _phase(refining):
         optimizer.load_state_dict(state["optimizer"])
     history: list[dict] = list(state["history"]) if state else []
+    best = _Best.from_state(state.get("best") if state else None)
+    steps = config.epochs + config.refine
     total = max(config.epochs, 1)
     schedule = (lambda k: 1e-2 + (1 - 1e-2) * 0.5 * (1 + math.cos(math.pi * min(k, total) / total))) if config.schedule == "cosine" else (lambda k: 1.0)
 
@@ -433,18 +465,26 @@ def train(
         _atomic_save({
             "format": _FORMAT, "spec_sha256": problem.sha256, "flow": flow.describe(),
             "state": flow.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
-            "config": config.to_json(), "history": history, "sampler": objective.generator.get_state(),
+            "phase": _phase(refining), "config": config.to_json(), "history": history,
+            "sampler": objective.generator.get_state(), "best": best.to_state(),
         }, checkpoint_path)
         write_atomic(directory / "history.json", json.dumps(history))
 
     from tqdm.auto import tqdm
 
     start = time.perf_counter()
-    bar = tqdm(total=config.epochs, initial=min(step, config.epochs), disable=not progress, desc="train", unit="step", leave=False, mininterval=1.0)
+    bar = tqdm(total=steps, initial=min(step, steps), disable=not progress, desc="train", unit="step", leave=False, mininterval=1.0)
     try:
-        while step < config.epochs:
-            for group in optimizer.param_groups:
-                group["lr"] = config.lr * schedule(step)
+        while step < steps:
+            if step >= config.epochs and not refining:
+                refining = True
+                optimizer = _optimizer(flow, config, refining)
+                best.offer(objective.validation(), flow)
+            if best.stopped:
+                break
+            if step < config.epochs:
+                for group in optimizer.param_groups:
+                    group["lr"] = config.lr * schedule(step)
 
             def closure() -> Tensor:
                 optimizer.zero_grad()
@@ -454,15 +494,23 @@ def train(
 
             loss = optimizer.step(closure)
             value = float(loss.detach())
-            if not math.isfinite(value) or not all(torch.isfinite(p).all() for p in flow.parameters()):
+            finite = math.isfinite(value) and all(torch.isfinite(p).all() for p in flow.parameters())
+            if not finite and refining and best.state is not None:
+                # a failed line search ends the refinement; the best flow so far is kept
+                best.restore(flow)
+                best.stale = best.PATIENCE
+                break
+            if not finite:
                 kept = f"the last good checkpoint (step {_saved_step(checkpoint_path)}) is kept" if checkpoint_path.exists() else "no checkpoint was written"
                 raise RenormError(f"training diverged at step {step + 1}: the loss is {value}; {kept} in {directory}")
             step += 1
             history.append({"step": step, "loss": value, "time": time.perf_counter() - start})
+            if refining:
+                history[-1]["validation"] = best.offer(objective.validation(), flow)
             bar.update(1)
             bar.set_postfix(loss=f"{value:.6g}")
             if callback is not None:
-                callback(TrainingStatus(step, config.epochs, value, time.perf_counter() - start))
+                callback(TrainingStatus(step, steps, value, time.perf_counter() - start))
             if step % config.checkpoint_every == 0:
                 save()
     except KeyboardInterrupt:
@@ -470,8 +518,65 @@ def train(
         raise
     finally:
         bar.close()
+    if refining:
+        best.restore(flow)
     save()
     return Run(problem, flow, config, step, history, directory)
+
+
+class _Best:
+    r"""The refinement's early stopping: the flow with the lowest validation objective so far.
+
+    Refinement stops after :attr:`PATIENCE` steps without improvement and the best flow is
+    restored at its end.
+    """
+
+    PATIENCE = 5
+
+    def __init__(self, value: float = math.inf, state: dict | None = None, stale: int = 0):
+        self.value, self.state, self.stale = value, state, stale
+
+    @property
+    def stopped(self) -> bool:
+        return self.stale >= self.PATIENCE
+
+    def offer(self, value: float, flow: ConditionalFlow) -> float:
+        r"""Records the validation objective of the current flow; returns it."""
+        if value < self.value:
+            self.value, self.stale = value, 0
+            self.state = {k: v.detach().clone() for k, v in flow.state_dict().items()}
+        else:
+            self.stale += 1
+        return value
+
+    def restore(self, flow: ConditionalFlow) -> None:
+        if self.state is not None:
+            flow.load_state_dict(self.state)
+
+    def to_state(self) -> dict:
+        return {"value": self.value, "state": self.state, "stale": self.stale}
+
+    @classmethod
+    def from_state(cls, state: dict | None) -> "_Best":
+        return cls(**state) if state else cls()
+
+
+def _phase(refining: bool) -> str:
+    r"""Which optimizer a checkpoint's state belongs to."""
+    return "refine" if refining else "main"
+
+
+def _optimizer(flow: ConditionalFlow, config: TrainConfig, refining: bool) -> torch.optim.Optimizer:
+    r"""The main phase's optimizer, or the L-BFGS of the refinement phase."""
+    if refining:
+        # full steps (lr 1) with a line search: on this smooth deterministic objective L-BFGS
+        # converges where Adam crawls, once Adam has brought it near the optimum (measured:
+        # from the initial flow it diverged)
+        return torch.optim.LBFGS(flow.parameters(), lr=1.0, max_iter=20, history_size=50, line_search_fn="strong_wolfe",
+                                 tolerance_grad=1e-12, tolerance_change=1e-15)
+    if config.optimizer == "adam":
+        return torch.optim.Adam(flow.parameters(), lr=config.lr)
+    return torch.optim.LBFGS(flow.parameters(), lr=config.lr, max_iter=1, history_size=50, line_search_fn="strong_wolfe")
 
 
 def _saved_step(path: Path) -> int:
