@@ -320,8 +320,8 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _training_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--epochs", type=int, help="steps of the main optimizer (default 300)")
-    parser.add_argument("--refine", type=int, help="L-BFGS refinement steps after them (default 40; 0 = off, needed with monte-carlo)")
+    parser.add_argument("--epochs", type=int, help="steps of the main optimizer (default 100)")
+    parser.add_argument("--refine", type=int, help="L-BFGS refinement steps after them (default at most 100, stopping early; 0 = off, needed with monte-carlo)")
     parser.add_argument("--seed", type=int, help="random seed (default 0)")
     parser.add_argument("--device", help="cpu, cuda or mps (default cpu)")
     parser.add_argument("--dtype", choices=("float32", "float64"), help="default float64")

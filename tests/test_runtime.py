@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 
 import numpy as np
 import pytest
@@ -191,6 +192,16 @@ def test_cli_errors(args, message, capsys, tmp_path, monkeypatch):
     assert main(args) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0]
+
+
+def test_cli_help_states_the_real_defaults(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split("options:")[1].split())
+    defaults = TrainConfig()
+    for option, value in (("epochs", defaults.epochs), ("refine", defaults.refine), ("seed", defaults.seed)):
+        stated = re.search(rf"--{option} \S+ .*?\(default (?:at most )?(\d+)", text)
+        assert stated and int(stated.group(1)) == value, option
 
 
 @pytest.mark.slow
