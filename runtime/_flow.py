@@ -83,10 +83,8 @@ class ConditionalFlow(nn.Module):
         Returns:
             Log densities of shape ``(n, m)``.
         """
-        # expanded explicitly: zuko's log-Jacobian does not broadcast a (n, 1, 1) input over a
-        # batch of contexts (measured: the density then integrates to m, not 1)
-        z = ((y - self.shift) / self.scale)[:, None, None].expand(y.shape[0], alpha.shape[0], 1)
-        return self.bpf(self.context(alpha)).log_prob(z) - torch.log(self.scale)
+        z = ((y - self.shift) / self.scale)[:, None]
+        return self._log_prob(z, self.context(alpha)) - torch.log(self.scale)
 
     def log_prob_latent_paired(self, y: Tensor, alpha: Tensor) -> Tensor:
         r""":math:`\log q_y(y_i|\alpha_i)` for paired points and couplings of shape ``(n,)`` → ``(n,)``.
@@ -94,8 +92,35 @@ class ConditionalFlow(nn.Module):
         Each point has its own coupling, so :math:`\partial/\partial\alpha_i` of the sum is the
         pointwise derivative (used for the Taylor coefficients :math:`q^n(x)`).
         """
-        z = ((y - self.shift) / self.scale)[:, None]
-        return self.bpf(self.context(alpha)).log_prob(z) - torch.log(self.scale)
+        z = (y - self.shift) / self.scale
+        return self._log_prob(z, self.context(alpha)) - torch.log(self.scale)
+
+    def _log_prob(self, z: Tensor, context: Tensor) -> Tensor:
+        r"""zuko's BPF log density with the Bernstein derivative in closed form.
+
+        The same function as ``self.bpf(context).log_prob(z[..., None])`` (tested to 1e-13), but
+        zuko differentiates each transform by autograd inside the forward pass and evaluates the
+        basis through Beta densities; the derivative of a Bernstein polynomial is itself one, of
+        degree M - 1 with coefficients M (θ_{k+1} - θ_k) (measured: ~4x faster with its backward).
+
+        Arguments:
+            z: Standardized latent points, any shape broadcastable with ``context.shape[:-1]``.
+            context: Contexts of shape ``(..., 1)``.
+        """
+        total = torch.zeros((), dtype=z.dtype, device=z.device)
+        for lazy in self.bpf.transform.transforms:
+            bernstein = lazy(context).base  # zuko's parametrization: constrained θ, bound, eps
+            z, ladj = _bernstein(z, bernstein.theta[..., 0, :], bernstein.bound, bernstein.eps)
+            total = total + ladj
+        return self.bpf.base(context).log_prob(z[..., None]) + total
+
+    def _log_prob_reference(self, z: Tensor, context: Tensor) -> Tensor:
+        r"""The same through zuko's own ``log_prob``: the reference for tests and for the seed
+        recipe in ``benchmarks/train.py`` (the seed trained with it)."""
+        # expanded explicitly: zuko's log-Jacobian does not broadcast over a batch of contexts
+        # (measured: the density then integrates to m, not 1)
+        shape = torch.broadcast_shapes(z.shape, context.shape[:-1])
+        return self.bpf(context).log_prob(z.expand(shape)[..., None])
 
     def log_prob(self, x: Tensor, alpha: Tensor) -> Tensor:
         r""":math:`\log q(x|\alpha)` for points ``x`` of shape ``(n,)`` and couplings of shape ``(m,)`` → ``(n, m)``."""
@@ -130,6 +155,37 @@ class ConditionalFlow(nn.Module):
         support_map = MAPS[description["map"]](*description["support"])
         return cls(support_map, description["shift"], description["scale"], tuple(description["coupling_range"]),
                    description["degree"], description["transforms"], tuple(description["hidden"]), description["context"])
+
+
+def _bernstein(z: Tensor, theta: Tensor, bound: float, eps: float) -> tuple[Tensor, Tensor]:
+    r"""A bounded Bernstein transform and its log-derivative, extended linearly outside [-B, B].
+
+    With :math:`u = (z + B)/2B` and :math:`b_{k,M}(u) = \binom{M}{k} u^k (1 - u)^{M-k}`:
+    :math:`f = \sum_k \theta_k b_{k,M}(u)` and
+    :math:`f' = \frac{M}{2B} \sum_k (\theta_{k+1} - \theta_k) b_{k,M-1}(u)`; outside
+    :math:`[\epsilon, 1 - \epsilon]` zuko continues the bounded polynomial (:math:`f = \mp B` at
+    the ends) linearly with slope 1 in :math:`z`.
+
+    Arguments:
+        z: Points, shape ``S``.
+        theta: Constrained increasing coefficients, shape broadcastable to ``S + (M + 1,)``.
+    """
+    order = theta.shape[-1] - 1
+    u = (z + bound) / (2 * bound)
+    below, above = u <= eps, u >= 1 - eps
+    inside = torch.where(below | above, 0.5, u)[..., None]
+    k = torch.arange(order + 1, dtype=z.dtype, device=z.device)
+    log_binomial = torch.lgamma(torch.tensor(float(order), dtype=z.dtype) + 1) - torch.lgamma(k + 1) - torch.lgamma(order - k + 1)
+    log_u, log_v = torch.log(inside), torch.log1p(-inside)
+    # b_{k,M-1} from the same powers: C(M-1, k) = C(M, k) (M - k)/M
+    basis = torch.exp(log_binomial + k * log_u + (order - k) * log_v)
+    lower = torch.exp(log_binomial[:-1] + torch.log((order - k[:-1]) / order) + k[:-1] * log_u + (order - 1 - k[:-1]) * log_v)
+    value = (basis * theta).sum(-1)
+    slope = order / (2 * bound) * (lower * (theta[..., 1:] - theta[..., :-1])).sum(-1)
+    # zuko's continuation: -B + 2B (u - eps) below, B + 2B (u - 1 + eps) above
+    value = torch.where(below, 2 * bound * (u - eps) - bound, torch.where(above, 2 * bound * (u - 1 + eps) + bound, value))
+    slope = torch.where(below | above, 1.0, slope)
+    return value, torch.log(slope)
 
 
 def parameter_count(module: nn.Module) -> int:

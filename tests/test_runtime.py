@@ -2,6 +2,7 @@ r"""The conditional flow, support maps, training, checkpoints and the run comman
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -56,6 +57,25 @@ def flow(angularity):
     return _build_flow(angularity, TrainConfig()).double()
 
 
+def test_closed_form_bernstein_matches_zuko(flow):
+    # random weights make every transform non-trivial; z spans the Bernstein window and beyond
+    torch.manual_seed(5)
+    moved = copy.deepcopy(flow)
+    with torch.no_grad():
+        for parameter in moved.parameters():
+            parameter.add_(0.3 * torch.randn_like(parameter))
+    z = torch.linspace(-7, 7, 281, dtype=torch.float64)[:, None]
+    context = moved.context(torch.tensor([0.05, 0.11, 0.3], dtype=torch.float64))
+    ours, reference = moved._log_prob(z, context), moved._log_prob_reference(z, context)
+    assert torch.allclose(ours, reference, rtol=1e-13, atol=1e-12)
+    grads = [torch.autograd.grad(value.sum(), list(moved.parameters())) for value in (ours, reference)]
+    for a, b in zip(*grads):
+        assert torch.allclose(a, b, rtol=1e-10, atol=1e-10)
+    # paired points and contexts, as the Taylor-operator loss uses them
+    paired = moved._log_prob(z[:3, 0], context)
+    assert torch.allclose(paired, reference[:3].diagonal(), rtol=1e-13, atol=1e-12)
+
+
 @pytest.mark.parametrize("alpha", [0.05, 0.118, 0.3])
 def test_flow_is_normalized(angularity, flow, alpha):
     minimizer = ExactMinimizer(angularity)
@@ -72,6 +92,19 @@ def test_samples_follow_the_density(angularity, flow):
     cdf = np.array([minimizer.integral(lambda x, t=t: q(x) * (x < t)) for t in points])
     empirical = np.array([(samples < t).mean() for t in points])
     assert np.max(np.abs(cdf - empirical)) < 1.95 / math.sqrt(samples.size)
+
+
+def test_functional_objective_is_finite_in_float32(angularity, flow):
+    # in float32 x rounds onto x = 1/2, where the angularity's p vanishes, unless the kernel runs in float64
+    config = TrainConfig(mode="functional", x_points=64, alpha_points=4)
+    single = copy.deepcopy(flow).float()
+    objective = Objective(angularity, single, config, torch.float32, torch.device("cpu"))
+    y, weight, alpha, _ = objective.grid()
+    with torch.no_grad():
+        log_q = single.log_prob_latent(y, alpha)
+        value = objective.functional(log_q, y, weight, alpha)
+        reference = Objective(angularity, flow, config, torch.float64, torch.device("cpu")).functional(log_q.double(), y.double(), weight.double(), alpha.double())
+    assert value.dtype == torch.float32 and torch.allclose(value.double(), reference, rtol=1e-6, atol=0)
 
 
 def test_gradients_reach_every_parameter(angularity):
