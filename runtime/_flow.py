@@ -175,7 +175,7 @@ def _bernstein(z: Tensor, theta: Tensor, bound: float, eps: float) -> tuple[Tens
     below, above = u <= eps, u >= 1 - eps
     inside = torch.where(below | above, 0.5, u)[..., None]
     k = torch.arange(order + 1, dtype=z.dtype, device=z.device)
-    log_binomial = torch.lgamma(torch.tensor(float(order), dtype=z.dtype) + 1) - torch.lgamma(k + 1) - torch.lgamma(order - k + 1)
+    log_binomial = math.lgamma(order + 1) - torch.lgamma(k + 1) - torch.lgamma(order - k + 1)
     log_u, log_v = torch.log(inside), torch.log1p(-inside)
     # b_{k,M-1} from the same powers: C(M-1, k) = C(M, k) (M - k)/M
     basis = torch.exp(log_binomial + k * log_u + (order - k) * log_v)

@@ -264,7 +264,12 @@ class Objective:
             target = self._distillation_target(y, alpha) if self.target is not None else None
             self._validation = (y, weight, alpha, target)
         y, weight, alpha, target = self._validation
-        return float(self._per_alpha(self.flow.log_prob_latent(y, alpha), y, weight, alpha, target).mean())
+        value = float(self._per_alpha(self.flow.log_prob_latent(y, alpha), y, weight, alpha, target).mean())
+        if self.coefficients is not None:
+            # the stopping rule must see the whole objective, or it stops where the two terms trade
+            with torch.enable_grad():
+                value += self.config.taylor_weight * float(self.taylor(y, weight))
+        return value
 
     def grid(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         r"""Latent points, their weights, couplings and their weights for one step."""
@@ -470,7 +475,10 @@ def train(
     if state and "sampler" in state:
         objective.generator.set_state(state["sampler"])
 
+    saved = state["step"] if state else None  # the step of this run's checkpoint on disk
+
     def save() -> None:
+        nonlocal saved
         _atomic_save({
             "format": _FORMAT, "spec_sha256": problem.sha256, "flow": flow.describe(),
             "state": flow.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
@@ -478,6 +486,7 @@ def train(
             "sampler": objective.generator.get_state(), "best": best.to_state(),
         }, checkpoint_path)
         write_atomic(directory / "history.json", json.dumps(history))
+        saved = step
 
     from tqdm.auto import tqdm
 
@@ -510,7 +519,7 @@ def train(
                 best.stale = best.PATIENCE
                 break
             if not finite:
-                kept = f"the last good checkpoint (step {_saved_step(checkpoint_path)}) is kept" if checkpoint_path.exists() else "no checkpoint was written"
+                kept = f"the last good checkpoint (step {saved}) is kept" if saved is not None else "this run wrote no checkpoint"
                 raise RenormError(f"training diverged at step {step + 1}: the loss is {value}; {kept} in {directory}")
             step += 1
             history.append({"step": step, "loss": value, "time": time.perf_counter() - start})
@@ -586,10 +595,6 @@ def _optimizer(flow: ConditionalFlow, config: TrainConfig, refining: bool) -> to
     if config.optimizer == "adam":
         return torch.optim.Adam(flow.parameters(), lr=config.lr)
     return torch.optim.LBFGS(flow.parameters(), lr=config.lr, max_iter=1, history_size=50, line_search_fn="strong_wolfe")
-
-
-def _saved_step(path: Path) -> int:
-    return int(torch.load(path, weights_only=True, map_location="cpu")["step"])
 
 
 def _read_checkpoint(path: Path, problem: Problem | None) -> dict:

@@ -169,6 +169,9 @@ def test_nan_stops_training_and_keeps_last_checkpoint(angularity, tmp_path, monk
     with pytest.raises(RenormError, match=r"diverged at step 4.*step 2\) is kept"):
         train(angularity, tmp_path, TrainConfig(**SMALL), progress=False)
     assert load_run(tmp_path).step == 2
+    # a fresh run over an earlier one's directory does not claim that checkpoint as its own
+    with pytest.raises(RenormError, match=r"diverged at step 1: .*this run wrote no checkpoint"):
+        train(angularity, tmp_path, TrainConfig(**SMALL), progress=False)
 
 
 def test_taylor_loss_is_opt_in_and_needs_linear_context(angularity, tmp_path):
