@@ -108,17 +108,19 @@ def test_matched_order_examples(name, order):
     assert matched_order(load_spec(EXAMPLES / name)).order == order
 
 
-def test_running_coupling_landau_pole_is_integrated():
+# α = 0.267: the subdivision closing in on the pole lands a node on it (p = inf, q = nan there)
+@pytest.mark.parametrize("alpha", [0.118, 0.267])
+def test_running_coupling_landau_pole_is_integrated(alpha):
     problem = load_spec(EXAMPLES / "angularity_running.toml")
     minimizer = ExactMinimizer(problem)
-    (solution,) = solve(problem, [0.118])
+    (solution,) = solve(problem, [alpha])
     # the pole x_L = exp(-2π/(α β0)) is found as a break point
-    pole = math.exp(-2 * math.pi / (0.118 * 23 / 3))
-    assert np.exp(minimizer.breakpoints(0.118)) == pytest.approx([pole], rel=1e-12)
+    pole = math.exp(-2 * math.pi / (alpha * 23 / 3))
+    assert np.exp(minimizer.breakpoints(alpha)) == pytest.approx([pole], rel=1e-12)
     # mpmath across the pole (log singularity of q*), at the tool's λ
     mp.mp.dps = 20
-    lam, alpha, b0 = mp.mpf(solution.lagrange_multiplier), mp.mpf(0.118), mp.mpf(23) / 3
-    p = lambda x: alpha / (1 + alpha * b0 / (2 * mp.pi) * mp.log(x)) * _mp_angularity(x, 1)
+    lam, a, b0 = mp.mpf(solution.lagrange_multiplier), mp.mpf(alpha), mp.mpf(23) / 3
+    p = lambda x: a / (1 + a * b0 / (2 * mp.pi) * mp.log(x)) * _mp_angularity(x, 1)
     f = lambda u: mp.lambertw(lam * abs(p(mp.exp(u)))).real / lam * mp.exp(u)
     upole = mp.log(pole)
     total = mp.quad(f, [-mp.inf, -40, upole - 1, upole, upole + 1, -2, mp.log(mp.mpf(1) / 2)])
