@@ -101,7 +101,8 @@ class ConditionalFlow(nn.Module):
         The same function as ``self.bpf(context).log_prob(z[..., None])`` (tested to 1e-13), but
         zuko differentiates each transform by autograd inside the forward pass and evaluates the
         basis through Beta densities; the derivative of a Bernstein polynomial is itself one, of
-        degree M - 1 with coefficients M (θ_{k+1} - θ_k) (measured: ~4x faster with its backward).
+        degree M - 1 with coefficients M (θ_{k+1} - θ_k) (measured: the training objective with its
+        backward 10x faster).
 
         Arguments:
             z: Standardized latent points, any shape broadcastable with ``context.shape[:-1]``.
