@@ -83,14 +83,14 @@ class ConditionalFlow(nn.Module):
         Returns:
             Log densities of shape ``(n, m)``.
         """
-        z = ((y - self.shift) / self.scale)[:, None]
-        return self._log_prob(z, self.context(alpha)) - torch.log(self.scale)
+        return self.log_prob_latent_paired(y[:, None], alpha)
 
     def log_prob_latent_paired(self, y: Tensor, alpha: Tensor) -> Tensor:
         r""":math:`\log q_y(y_i|\alpha_i)` for paired points and couplings of shape ``(n,)`` → ``(n,)``.
 
         Each point has its own coupling, so :math:`\partial/\partial\alpha_i` of the sum is the
-        pointwise derivative (used for the Taylor coefficients :math:`q^n(x)`).
+        pointwise derivative (used for the Taylor coefficients :math:`q^n(x)`). ``y`` and ``alpha``
+        broadcast: ``y`` of shape ``(n, 1)`` against ``(m,)`` couplings gives the ``(n, m)`` grid.
         """
         z = (y - self.shift) / self.scale
         return self._log_prob(z, self.context(alpha)) - torch.log(self.scale)
