@@ -203,8 +203,11 @@ def integrate_support(
         # a node that rounds onto an endpoint lies outside the open support; one that rounds onto
         # an interior breakpoint where the integrand is not finite (a pole of p hit exactly, as the
         # subdivision closes in on a Landau pole) is a null set of an integrable singularity
-        on_singularity = ~np.isfinite(values) & np.isclose(x[..., None], singular_x, rtol=8 * np.finfo(float).eps, atol=0).any(-1)
-        return np.where((x > mapping.a) & (x < mapping.b) & ~on_singularity, values, 0.0)
+        keep = (x > mapping.a) & (x < mapping.b)
+        bad = ~np.isfinite(values)
+        if singular_x.size and bad.any():
+            keep &= ~(bad & np.isclose(x[..., None], singular_x, rtol=8 * np.finfo(float).eps, atol=0).any(-1))
+        return np.where(keep, values, 0.0)
 
     result = integrate(integrand, mapping.lo, mapping.hi, breakpoints=breakpoints, rtol=rtol)
     if not math.isfinite(result.value):
