@@ -7,6 +7,7 @@ import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import mpmath
 import sympy as sp
 
 from renorm.symbolic import LAMBDA, Problem, exact_minimizer, expand
@@ -106,19 +107,65 @@ class _Constants:
         return expr
 
 
-def _log_magnitude(expr: sp.Expr) -> tuple[sp.Expr, sp.Basic]:
-    r""":math:`\log|p|` as a sum of logarithms of the factors of :math:`p`, and the condition :math:`p < 0`.
+#: The magnitudes a factor of p may take anywhere on the support to join the one logarithm of
+#: their product: well inside float32's normal range (1.2e-38 to 3.4e38), so the product of a few
+#: of them neither overflows nor loses digits to underflow.
+_MODERATE = (1e-30, 1e30)
 
-    The sum stays finite where :math:`p` itself overflows (float32 at small :math:`x`), and
-    the sign comes from the factors whose sign SymPy cannot decide, compared one by one.
+
+def _probes(problem: Problem) -> list[tuple[float, float]]:
+    r"""Points :math:`(x, \alpha)` where the magnitude of a factor of :math:`p` is checked.
+
+    Interior points, and points approaching each finite endpoint geometrically, down to the
+    smallest distances that floating point can represent there (1e-307 at 0, 1e-16 relative
+    elsewhere), at the two ends and the middle of the coupling range.
+    """
+    a, b = problem.support_floats
+    if not (math.isfinite(a) and math.isfinite(b)):
+        return []
+    width = b - a
+    xs = [a + width * i / 32 for i in range(1, 32)]
+    for end, inward in ((a, 1.0), (b, -1.0)):
+        smallest = 307 if end == 0.0 else 16
+        xs += [end + inward * width * 10.0**-k for k in range(1, smallest + 1)]
+    lo, hi = problem.coupling_range
+    alphas = [lo, math.sqrt(lo * hi), hi] if lo > 0 else [lo, (lo + hi) / 2, hi]
+    return [(x, alpha) for x in xs if a < x < b for alpha in alphas]
+
+
+def _magnitudes(problem: Problem, factor: sp.Expr, probes: list[tuple[float, float]]) -> list[mpmath.mpf] | None:
+    r"""``|factor|`` at the probes in mpmath (30 digits), or ``None`` where it cannot be evaluated there."""
+    try:
+        fn = sp.lambdify((problem.x, problem.coupling), factor, modules="mpmath")
+        with mpmath.workdps(30):
+            values = [fn(mpmath.mpf(x), mpmath.mpf(alpha)) for x, alpha in probes]
+            return [abs(v) if mpmath.isfinite(v) and mpmath.im(v) == 0 else mpmath.inf for v in values]
+    except Exception:  # noqa: BLE001 - any factor mpmath cannot evaluate keeps a logarithm of its own
+        return None
+
+
+def _log_magnitude(problem: Problem) -> tuple[sp.Expr, sp.Basic]:
+    r""":math:`\log|p|` and the condition :math:`p < 0`, safe where :math:`p` itself overflows.
+
+    :math:`p` is split into factors. Those that keep a moderate magnitude on the whole support
+    (checked at probe points approaching the endpoints as closely as floating point can, see
+    :func:`_probes`) are multiplied and take one logarithm; the others (a power of :math:`x` at a
+    singular endpoint, an exponential) each add a logarithm of their own (the exponent, for an
+    exponential), so the sum stays finite where :math:`p` over- or underflows (float32 at small
+    :math:`x`) and costs no more logarithms than it needs. Logarithms of powers inside :math:`p`
+    are expanded (:math:`\log(1/x) = -\log x` for positive :math:`x`), so that common
+    subexpressions share them. A factor that itself overflows as written (:math:`\log((1 -
+    x)/x)` below the smallest normal :math:`x`, where :math:`1/x` does) stays infinite. The sign comes from the factors whose sign SymPy cannot decide,
+    compared one by one.
 
     Arguments:
-        expr: The density.
+        problem: The matching problem.
 
     Returns:
         ``(log_abs, negative)``: an expression and a SymPy boolean (possibly ``true``/``false``).
     """
     terms: list[sp.Expr] = []
+    factors: list[tuple[sp.Expr, sp.Expr]] = []
     uncertain: list[sp.Expr] = []
     flip = False
     constant: sp.Expr = sp.Integer(1)
@@ -140,19 +187,40 @@ def _log_magnitude(expr: sp.Expr) -> tuple[sp.Expr, sp.Basic]:
         elif factor.is_number and factor.is_extended_real and factor.is_nonzero and power.is_Integer:
             constant *= sp.Abs(factor) ** power
             flip ^= bool(factor.is_negative) and odd(power)
-        elif factor.is_positive:
-            terms.append(power * sp.log(factor))
-        elif factor.is_negative:
-            terms.append(power * sp.log(-factor))
-            flip ^= odd(power)
         else:
-            terms.append(power * sp.log(sp.Abs(factor)))
-            if odd(power):
+            factors.append((factor, power))
+            if factor.is_negative:
+                flip ^= odd(power)
+            elif not factor.is_positive and odd(power):
                 uncertain.append(factor)
 
-    visit(sp.factor_terms(expr), sp.Integer(1))
-    if constant != 1:
-        terms.append(sp.log(constant))
+    # log(x**k) = k log(x) for positive x: exact, and shared with the log(x) of a power factor
+    # (other logarithms stay as written: log((1 - x)/x) is more accurate near its zero than
+    # log(1 - x) - log(x))
+    density = problem.density.replace(
+        lambda e: isinstance(e, sp.log) and e.args[0].is_Pow and e.args[0].base.is_positive and e.args[0].exp.is_extended_real,
+        lambda e: e.args[0].exp * sp.log(e.args[0].base))
+    visit(sp.factor_terms(density), sp.Integer(1))
+
+    # grow the product one factor at a time while it stays moderate at every probe
+    probes = _probes(problem)
+    lo, hi = _MODERATE
+    # Abs factor by factor: Abs of a product rewrites its factors ((1 - x)/x as -(x - 1)/x), which
+    # rounds differently and hides them from the common subexpressions of the sign test
+    product: sp.Expr = constant
+    running = [mpmath.mpf(float(constant))] * len(probes)
+    for factor, power in factors:
+        values = _magnitudes(problem, factor**power, probes) if probes and power.is_Integer and abs(power) <= 4 else None
+        joined = None if values is None else [r * v for r, v in zip(running, values)]
+        sign = 1 if factor.is_positive else -1 if factor.is_negative else 0
+        if joined is not None and all(v == 0 or lo <= v <= hi for v in joined):
+            running = joined
+            product *= (sign * factor if sign else sp.Abs(factor)) ** power
+        else:
+            terms.append(power * (sp.log(sign * factor) if sign else sp.log(sp.Abs(factor))))
+    if product != 1:
+        terms.append(sp.log(product))
+
     if not uncertain:
         negative: sp.Basic = sp.true if flip else sp.false
     else:
@@ -307,7 +375,9 @@ def _function_log_p(w: _Writer, log_abs: sp.Expr, negative: sp.Basic) -> str:
     lines.append("return torch.complex(real, imag)")
     doc = _docstring(
         "The principal-branch :math:`\\log p = \\log|p| + i\\pi\\,[p < 0]`, always a complex tensor.",
-        ["The real part is a sum of logarithms of the factors of p, finite where p itself overflows or underflows.",
+        ["The real part adds the logarithms of the factors of p that can leave the floating-point range (a "
+         "power of x at a singular endpoint) to one logarithm of the product of the others: finite where p "
+         "itself overflows or underflows.",
          f"log|p| = {_expression(log_abs)}"],
         [_X, _ALPHA], "log p, complex128 for float64 x (complex64 for float32), broadcast shape of x and alpha.")
     return f"def log_p(x: Tensor, alpha: Tensor | float) -> Tensor:\n{doc}{_indent(lines)}"
@@ -493,7 +563,7 @@ def generate(problem: Problem, source: str | Path | None = None) -> str:
             names it and how to register one) or cannot be printed.
     """
     writer = _Writer(problem)
-    log_abs, negative = _log_magnitude(problem.density)
+    log_abs, negative = _log_magnitude(problem)
     coefficients = expand(problem)
     q = exact_minimizer(problem)
 

@@ -234,6 +234,37 @@ def test_functions_match_mpmath(case: str):
     assert np.array_equal(generated[~finite], ExactMinimizer(problem).q(x[~finite], alpha[~finite], lam))
 
 
+#: Problems whose p overflows at the smallest x that float64 and float32 represent, and the
+#: smallest x, in units of the smallest normal number, where each of their factors is finite.
+OVERFLOW = {
+    # a power of x at the singular endpoint
+    "soft_collinear.toml": (None, 1e-3),
+    # its factor log((1 - x)/x) overflows itself with 1/x below the smallest normal x
+    "angularity_lo.toml": (None, 1.0),
+    # a factor that is not a power of x leaves the range too: sinh(x)**-2 overflows below x = 1e-154
+    "sinh": (dict(name="sinh", density="alpha*(1 + x)/sinh(x)**2"), 1e-3),
+}
+
+
+@pytest.mark.parametrize("case", OVERFLOW)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_log_p_is_finite_where_p_overflows(case: str, dtype: torch.dtype):
+    built, lowest = OVERFLOW[case]
+    problem = load_spec(ROOT / "examples" / case) if built is None else make_problem(**built)
+    kernels = codegen.load(problem)
+    smallest = float(torch.finfo(dtype).smallest_normal)
+    x = torch.tensor([smallest * lowest, smallest * 1e3, 1e-3], dtype=dtype)
+    alpha = 0.118
+    assert not torch.isfinite(kernels.p(x, alpha)).all(), "p itself should overflow at the smallest x"
+    # the exact floats of x (and of alpha in this dtype), in mpmath
+    exact_alpha = np.full(x.shape, float(torch.tensor(alpha, dtype=dtype)))
+    exact = np.array([float(mpmath.log(abs(v))) for v in mp_function((problem.x, problem.coupling), problem.density)(x.double().numpy(), exact_alpha)])
+    rtol = 1e-14 if dtype == torch.float64 else 1e-6
+    np.testing.assert_allclose(kernels.log_p(x, alpha).real.double().numpy(), exact, rtol=rtol)
+    # the loss at q = 1: w (log p)² with w = 1/2
+    np.testing.assert_allclose(kernels.loss_density(torch.zeros_like(x), x, alpha).double().numpy(), exact**2 / 2, rtol=4 * rtol)
+
+
 @pytest.mark.parametrize("case", CASES)
 def test_loss_density_matches_mpmath_and_numpy(case: str):
     problem = problem_for(case)
