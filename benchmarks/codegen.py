@@ -7,10 +7,13 @@ import statistics
 import time
 import warnings
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import sympy as sp
 import torch
+from torch._inductor import metrics
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
 
 from renorm import codegen
 from renorm.symbolic import Problem, load_spec
@@ -21,23 +24,49 @@ ROOT = Path(__file__).resolve().parents[1]
 SPECS = ("angularity_lo.toml", "soft_collinear.toml", "angularity_running.toml", "soft_collinear_nlo.toml")
 
 
-def _timed(fn: Callable[[], torch.Tensor], repeats: int) -> tuple[float, torch.Tensor]:
-    r"""Median wall time of ``fn`` over ``repeats`` calls after one warm-up call.
+def _timed(methods: dict[str, Callable[[], torch.Tensor]], rounds: int) -> dict[str, tuple[float, torch.Tensor]]:
+    r"""Median wall time of each method over ``rounds`` interleaved rounds, after one warm-up call each.
+
+    Each round calls every method once, so load from elsewhere on a shared machine falls on all
+    methods alike and the ratios stay meaningful when the absolute times do not.
 
     Arguments:
-        fn: The call to time.
-        repeats: How many timed calls.
+        methods: The calls to time, by name.
+        rounds: How many timed calls per method.
 
     Returns:
-        The median in seconds and the last result.
+        For each name, the median in seconds and the last result.
     """
-    out = fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), out
+    results = {name: fn() for name, fn in methods.items()}
+    times: dict[str, list[float]] = {name: [] for name in methods}
+    for _ in range(rounds):
+        for name, fn in methods.items():
+            start = time.perf_counter()
+            results[name] = fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: (statistics.median(times[name]), results[name]) for name in methods}
+
+
+class _Passes(TorchDispatchMode):
+    r"""Counts the kernels that write a full-size result: in eager torch, one pass over the points each."""
+
+    def __init__(self, points: int) -> None:
+        super().__init__()
+        self.points = points
+        self.count = 0
+
+    def __torch_dispatch__(self, func: Callable[..., Any], types: tuple[type, ...], args: tuple = (), kwargs: dict | None = None) -> Any:
+        out = func(*args, **(kwargs or {}))
+        if any(isinstance(t, torch.Tensor) and t.numel() >= self.points for t in tree_leaves(out)):
+            self.count += 1
+        return out
+
+
+def _eager_passes(fn: Callable[..., torch.Tensor], *inputs: torch.Tensor) -> int:
+    r"""How many passes over the points an eager call of ``fn`` makes."""
+    with torch.no_grad(), _Passes(inputs[0].numel()) as passes:
+        fn(*inputs)
+    return passes.count
 
 
 def _lambdified(problem: Problem) -> Callable[..., torch.Tensor]:
@@ -61,47 +90,62 @@ def _nan_share(value: torch.Tensor) -> float:
     return 1.0 - torch.isfinite(value).double().mean().item()
 
 
-def run(spec: str, points: int, repeats: int) -> list[str]:
+def run(spec: str, points: int, rounds: int) -> list[str]:
     r"""The table rows of one spec.
 
     Arguments:
         spec: A file in ``examples/``.
         points: Points per call.
-        repeats: Timed calls per method.
+        rounds: Timed calls per method.
 
     Returns:
         Markdown table rows.
     """
     problem = load_spec(ROOT / "examples" / spec)
     kernels = codegen.load(problem)
-    log_q, x, alpha = _inputs(problem, points, seed=0)
+    inputs = _inputs(problem, points, seed=0)
     naive = _lambdified(problem)
     with warnings.catch_warnings():
         # inductor imports a deprecated torch.jit decorator on first use
         warnings.simplefilter("ignore", DeprecationWarning)
+        metrics.reset()
         compiled = codegen.compile_loss(kernels)
-        compiled(log_q, x, alpha)
+        compiled(*inputs)
+        compiled_passes = metrics.generated_kernel_count
 
+    methods = {"generated, eager": lambda: kernels.loss_density(*inputs),
+               "generated, torch.compile": lambda: compiled(*inputs)}
+    passes = {"generated, eager": _eager_passes(kernels.loss_density, *inputs),
+              "generated, torch.compile": compiled_passes}
+    try:
+        naive(*inputs)
+    except (TypeError, RuntimeError) as error:  # SymPy's printer emits calls torch refuses
+        message = str(error).splitlines()[0][:60]
+        failure = f"| {problem.name} | sympy lambdify (torch) | | fails: {type(error).__name__}: {message} | | | |"
+    else:
+        failure = None
+        methods = {"sympy lambdify (torch)": lambda: naive(*inputs), **methods}
+        passes["sympy lambdify (torch)"] = _eager_passes(naive, *inputs)
     with torch.no_grad():
-        t_eager, y_eager = _timed(lambda: kernels.loss_density(log_q, x, alpha), repeats)
-        t_compiled, y_compiled = _timed(lambda: compiled(log_q, x, alpha), repeats)
-        try:
-            t_naive, y_naive = _timed(lambda: naive(log_q, x, alpha), repeats)
-        except (TypeError, RuntimeError) as error:  # SymPy's printer emits calls torch refuses
-            message = str(error).splitlines()[0][:60]
-            return [f"| {problem.name} | sympy lambdify (torch) | fails: {type(error).__name__}: {message} | | | |",
-                    f"| {problem.name} | generated, eager | {t_eager * 1e3:.2f} | | | {_nan_share(y_eager):.1%} |",
-                    f"| {problem.name} | generated, torch.compile | {t_compiled * 1e3:.2f} | | "
-                    f"{(y_compiled - y_eager).abs().max().item():.2e} (vs eager) | {_nan_share(y_compiled):.1%} |"]
+        timings = _timed(methods, rounds)
 
+    if failure is not None:
+        _, y_eager = timings["generated, eager"]
+        rows = [failure]
+        for method, (seconds, value) in timings.items():
+            difference = (value - y_eager).abs().max().item()
+            rows.append(f"| {problem.name} | {method} | {passes[method]} | {seconds * 1e3:.2f} | | "
+                        f"{difference:.2e} (vs eager) | {_nan_share(value):.1%} |")
+        return rows
+
+    t_naive, y_naive = timings["sympy lambdify (torch)"]
     # SymPy's log(p) is NaN where p < 0: compare where it has a value at all
     finite = torch.isfinite(y_naive)
     rows = []
-    for method, seconds, value in (("sympy lambdify (torch)", t_naive, y_naive),
-                                   ("generated, eager", t_eager, y_eager),
-                                   ("generated, torch.compile", t_compiled, y_compiled)):
+    for method, (seconds, value) in timings.items():
         difference = (value[finite] - y_naive[finite]).abs().max().item()
-        rows.append(f"| {problem.name} | {method} | {seconds * 1e3:.2f} | {t_naive / seconds:.2f}x | {difference:.2e} | {_nan_share(value):.1%} |")
+        rows.append(f"| {problem.name} | {method} | {passes[method]} | {seconds * 1e3:.2f} | {t_naive / seconds:.2f}x | "
+                    f"{difference:.2e} | {_nan_share(value):.1%} |")
     return rows
 
 
@@ -109,20 +153,22 @@ def main(argv: list[str] | None = None) -> None:
     r"""Prints the markdown table.
 
     Arguments:
-        argv: ``[--points N] [--repeats R] [--specs ...]``.
+        argv: ``[--points N] [--rounds R] [--specs ...]``.
     """
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--points", type=int, default=1_000_000)
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--specs", nargs="*", default=list(SPECS))
     args = parser.parse_args(argv)
     print(f"loss_density on {args.points:,} points, float64, CPU ({torch.get_num_threads()} threads), "
-          f"torch {torch.__version__}, SymPy {sp.__version__}; median of {args.repeats} calls.")
-    print("Max |difference| is against lambdify where lambdify is finite; NaN share counts non-finite outputs.\n")
-    print("| problem | method | ms per call | speed vs lambdify | max abs difference | NaN share |")
-    print("|---|---|---:|---:|---:|---:|")
+          f"torch {torch.__version__}, SymPy {sp.__version__}; median of {args.rounds} interleaved rounds.")
+    print("Passes: kernels per call that write all points (eager: one per elementwise op; compiled: inductor's")
+    print("generated kernels). Max |difference| is against lambdify where lambdify is finite; NaN share counts")
+    print("non-finite outputs.\n")
+    print("| problem | method | passes | ms per call | speed vs lambdify | max abs difference | NaN share |")
+    print("|---|---|---:|---:|---:|---:|---:|")
     for spec in args.specs:
-        for row in run(spec, args.points, args.repeats):
+        for row in run(spec, args.points, args.rounds):
             print(row)
 
 
