@@ -113,6 +113,11 @@ class _Constants:
 _MODERATE = (1e-30, 1e30)
 
 
+def _moderate(magnitudes: list[mpmath.mpf]) -> bool:
+    lo, hi = _MODERATE
+    return all(v == 0 or lo <= v <= hi for v in magnitudes)
+
+
 def _probes(problem: Problem) -> list[tuple[float, float]]:
     r"""Points :math:`(x, \alpha)` where the magnitude of a factor of :math:`p` is checked.
 
@@ -129,7 +134,7 @@ def _probes(problem: Problem) -> list[tuple[float, float]]:
         smallest = 307 if end == 0.0 else 16
         xs += [end + inward * width * 10.0**-k for k in range(1, smallest + 1)]
     lo, hi = problem.coupling_range
-    alphas = [lo, math.sqrt(lo * hi), hi] if lo > 0 else [lo, (lo + hi) / 2, hi]
+    alphas = [lo, math.sqrt(lo * hi), hi]
     return [(x, alpha) for x in xs if a < x < b for alpha in alphas]
 
 
@@ -150,13 +155,13 @@ def _log_magnitude(problem: Problem) -> tuple[sp.Expr, sp.Basic]:
     :math:`p` is split into factors. Those that keep a moderate magnitude on the whole support
     (checked at probe points approaching the endpoints as closely as floating point can, see
     :func:`_probes`) are multiplied and take one logarithm; the others (a power of :math:`x` at a
-    singular endpoint, an exponential) each add a logarithm of their own (the exponent, for an
-    exponential), so the sum stays finite where :math:`p` over- or underflows (float32 at small
-    :math:`x`) and costs no more logarithms than it needs. Logarithms of powers inside :math:`p`
-    are expanded (:math:`\log(1/x) = -\log x` for positive :math:`x`), so that common
-    subexpressions share them. A factor that itself overflows as written (:math:`\log((1 -
-    x)/x)` below the smallest normal :math:`x`, where :math:`1/x` does) stays infinite. The sign comes from the factors whose sign SymPy cannot decide,
-    compared one by one.
+    singular endpoint) add a logarithm each, and an exponential adds its exponent. So the sum
+    stays finite where :math:`p` over- or underflows (float32 at small :math:`x`), with no more
+    logarithms than it needs. Logarithms of powers inside :math:`p` are expanded
+    (:math:`\log(1/x) = -\log x` for positive :math:`x`) so that common subexpressions share
+    them; other logarithms stay as written, so a factor that overflows itself (:math:`\log((1 -
+    x)/x)` below the smallest normal :math:`x`, with :math:`1/x`) stays infinite. The sign comes
+    from the factors whose sign SymPy cannot decide, compared one by one.
 
     Arguments:
         problem: The matching problem.
@@ -195,8 +200,7 @@ def _log_magnitude(problem: Problem) -> tuple[sp.Expr, sp.Basic]:
                 uncertain.append(factor)
 
     # log(x**k) = k log(x) for positive x: exact, and shared with the log(x) of a power factor
-    # (other logarithms stay as written: log((1 - x)/x) is more accurate near its zero than
-    # log(1 - x) - log(x))
+    # (log((1 - x)/x) stays: near its zero it is more accurate than log(1 - x) - log(x))
     density = problem.density.replace(
         lambda e: isinstance(e, sp.log) and e.args[0].is_Pow and e.args[0].base.is_positive and e.args[0].exp.is_extended_real,
         lambda e: e.args[0].exp * sp.log(e.args[0].base))
@@ -204,16 +208,16 @@ def _log_magnitude(problem: Problem) -> tuple[sp.Expr, sp.Basic]:
 
     # grow the product one factor at a time while it stays moderate at every probe
     probes = _probes(problem)
-    lo, hi = _MODERATE
     # Abs factor by factor: Abs of a product rewrites its factors ((1 - x)/x as -(x - 1)/x), which
     # rounds differently and hides them from the common subexpressions of the sign test
     product: sp.Expr = constant
     running = [mpmath.mpf(float(constant))] * len(probes)
     for factor, power in factors:
+        # a high power of a factor with a zero between the probes could underflow there
         values = _magnitudes(problem, factor**power, probes) if probes and power.is_Integer and abs(power) <= 4 else None
         joined = None if values is None else [r * v for r, v in zip(running, values)]
         sign = 1 if factor.is_positive else -1 if factor.is_negative else 0
-        if joined is not None and all(v == 0 or lo <= v <= hi for v in joined):
+        if joined is not None and _moderate(values) and _moderate(joined):
             running = joined
             product *= (sign * factor if sign else sp.Abs(factor)) ** power
         else:
