@@ -178,9 +178,9 @@ def _bernstein(z: Tensor, theta: Tensor, bound: float, eps: float) -> tuple[Tens
     k = torch.arange(order + 1, dtype=z.dtype, device=z.device)
     log_binomial = math.lgamma(order + 1) - torch.lgamma(k + 1) - torch.lgamma(order - k + 1)
     log_u, log_v = torch.log(inside), torch.log1p(-inside)
+    # b_{k,M-1} from the same powers: C(M-1, k) = C(M, k) (M - k)/M
     basis = torch.exp(log_binomial + k * log_u + (order - k) * log_v)
-    # b_{k,M-1} = b_{k,M} (M - k) / (M (1 - u)), with 1 - u >= eps: no second exp
-    lower = basis[..., :-1] * ((order - k[:-1]) / order) / (1 - inside)
+    lower = torch.exp(log_binomial[:-1] + torch.log((order - k[:-1]) / order) + k[:-1] * log_u + (order - 1 - k[:-1]) * log_v)
     value = (basis * theta).sum(-1)
     slope = order / (2 * bound) * (lower * (theta[..., 1:] - theta[..., :-1])).sum(-1)
     # zuko's continuation: -B + 2B (u - eps) below, B + 2B (u - 1 + eps) above
