@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import NoReturn, Sequence
 
-from renorm.symbolic import RenormError, load_spec
+from renorm.symbolic import RenormError, load_spec, one_line
 
 from ._generate import generate
 from ._load import write_atomic
@@ -57,27 +57,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.check:
             out = Path(args.output)
             if not out.is_file():
-                print(f"{PROG}: {out} is missing; generate it with: {PROG} {args.spec} -o {out}", file=sys.stderr)
+                print(one_line(f"{PROG}: {out} is missing; generate it with: {PROG} {args.spec} -o {out}"), file=sys.stderr)
                 return 1
             if out.read_text(encoding="utf-8") != source:
-                print(f"{PROG}: {out} is stale; regenerate it with: {PROG} {args.spec} -o {out}", file=sys.stderr)
+                print(one_line(f"{PROG}: {out} is stale; regenerate it with: {PROG} {args.spec} -o {out}"), file=sys.stderr)
                 return 1
             return 0
         if args.output:
             try:
                 write_atomic(args.output, source)
             except OSError as error:
-                print(f"{PROG}: error: cannot write {args.output}: {error.strerror or error}", file=sys.stderr)
+                print(f"{PROG}: error: cannot write {one_line(args.output)}: {one_line(error.strerror or error)}", file=sys.stderr)
                 return 2
         else:
             sys.stdout.write(source)
     except RenormError as error:
-        print(f"{PROG}: error: {error}", file=sys.stderr)
+        print(f"{PROG}: error: {one_line(error)}", file=sys.stderr)
         return 2
     except (OSError, UnicodeDecodeError) as error:
         # reading the spec or the file to check
         name = getattr(error, "filename", None) or args.output
-        print(f"{PROG}: error: {name}: {getattr(error, 'strerror', None) or error}", file=sys.stderr)
+        print(f"{PROG}: error: {one_line(name)}: {one_line(getattr(error, 'strerror', None) or error)}", file=sys.stderr)
         return 2
     return 0
 

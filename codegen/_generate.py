@@ -3,6 +3,7 @@ r"""Generation of the torch kernel module of a matching problem (DESIGN §3)."""
 from __future__ import annotations
 
 import math
+import re
 import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,6 +13,7 @@ import sympy as sp
 
 from renorm.symbolic import LAMBDA, Problem, exact_minimizer, expand
 
+from ._check import check_module
 from ._errors import CodegenError
 from ._printer import Guard, TorchPrinter, lowering
 
@@ -332,8 +334,22 @@ _LAM = "lam: The Lagrange multiplier λ, a tensor broadcastable with x, or a num
 _LOG_Q_DOC = "log_q: log q(x|α), a tensor broadcastable with x."
 
 
+def _text(text: str) -> str:
+    r"""``text`` safe inside a raw docstring or a comment: quotes and backslashes get a backslash,
+    unprintable characters (newlines included) are written as escapes, so nothing in it can end
+    the string or the line."""
+    return "".join(
+        "\\" + c if c in '\\"' else c if c.isprintable() else ascii(c)[1:-1]
+        for c in text)
+
+
 def _expression(expr: sp.Basic) -> str:
-    return sp.sstr(expr).replace('"""', "'''").replace("\\", "/")
+    return _text(sp.sstr(expr))
+
+
+def _file_name(name: str) -> str:
+    r"""A spec file name for the header comment: as it is if plain, else its escaped ``ascii`` form."""
+    return name if re.fullmatch(r"[A-Za-z0-9_.+-]+", name) else ascii(name)
 
 
 def _float(value: float) -> str:
@@ -581,13 +597,13 @@ def generate(problem: Problem, source: str | Path | None = None) -> str:
     ]
 
     origin = source if source is not None else problem.source
-    spec = Path(origin).name if origin else "a Python-built problem"
+    spec = _file_name(Path(origin).name) if origin else "a Python-built problem"
     a, b = problem.support_floats
     f_value = problem.f_kind if problem.f_kind != "custom" else sp.sstr(problem.f)
     exact_text = ("q_exact(x, alpha, lam) is the closed-form minimizer q_λ; λ(α) comes from renorm.symbolic.solve."
                   if q is not None else "q_exact is None: this f has no closed-form minimizer (renorm.symbolic.solve finds it pointwise).")
     docstring = "\n".join([
-        f'r"""Torch kernels of the matching problem {problem.name!r} (f = {f_value}, order {problem.order}).',
+        f'r"""Torch kernels of the matching problem {problem.name!r} (f = {_text(f_value)}, order {problem.order}).',
         "",
         *textwrap.wrap(
             "Every function takes tensors that broadcast against each other (alpha and lam may also be numbers), "
@@ -632,4 +648,5 @@ def generate(problem: Problem, source: str | Path | None = None) -> str:
         *(f.rstrip("\n") for f in functions),
     ]
     text = "\n\n\n".join(parts) + "\n"
+    check_module(text, writer.imports)
     return text

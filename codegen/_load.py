@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import importlib.util
 import os
 import re
 import sys
@@ -18,6 +17,8 @@ import sympy as sp
 from renorm.symbolic import Problem
 
 from . import _generate, _printer
+from ._check import check_module
+from ._errors import CodegenError
 from ._generate import generate
 from ._printer import fingerprint
 
@@ -83,31 +84,90 @@ def _key(problem: Problem) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _import(path: Path, name: str) -> types.ModuleType:
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
+#: A cached module larger than this is not read (the largest example is about 20 kB).
+_CACHE_BYTES = 16 << 20
+
+
+def _table_modules() -> set[str]:
+    r"""The modules that registered lowerings make a generated module import."""
+    return {entry.module for entry in _printer.FUNCTIONS.values() if isinstance(entry, _printer.Lowering)} - {"torch"}
+
+
+def _private(stat: os.stat_result) -> bool:
+    r"""Owned by this user and writable by no one else: a cache entry another user could have written is not read."""
+    return stat.st_uid == os.getuid() and not stat.st_mode & 0o022
+
+
+def _cached(directory: Path, name: str, problem: Problem) -> str | None:
+    r"""The verified source of a cache entry for ``name``, or ``None``.
+
+    An entry is named ``NAME.DIGEST.py`` with DIGEST the SHA-256 of its content. It is used
+    only if the folder and the file belong to this user and no one else can write them, the
+    content hashes to the digest in its name, the module passes :func:`check_module` and
+    declares this problem's spec hash. Nothing in it runs before that.
+    """
     try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        del sys.modules[name]
-        raise
-    return module
+        if not _private(directory.stat()):
+            return None
+        candidates = sorted(directory.glob(f"{name}.*.py"))
+    except OSError:
+        return None
+    for path in candidates:
+        try:
+            stat = path.lstat()
+            if not (stat.st_mode & 0o170000 == 0o100000 and _private(stat) and stat.st_size <= _CACHE_BYTES):
+                continue
+            data = path.read_bytes()
+        except OSError:
+            continue
+        digest = hashlib.sha256(data).hexdigest()
+        if path.name != f"{name}.{digest[:32]}.py":
+            continue
+        try:
+            source = data.decode("utf-8")
+            check_module(source, _table_modules())
+        except (UnicodeDecodeError, CodegenError):
+            continue
+        if f"\nSPEC_SHA256 = {problem.sha256!r}\n" in source:
+            return source
+    return None
 
 
-def _from_source(source: str, name: str) -> types.ModuleType:
+def _store(directory: Path, name: str, source: str) -> Path | None:
+    r"""Writes a cache entry (see :func:`_cached`); ``None`` where the cache cannot be written."""
+    digest = hashlib.sha256(source.encode("utf-8")).hexdigest()
+    path = directory / f"{name}.{digest[:32]}.py"
+    try:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if not _private(directory.stat()):
+            return None
+        path.unlink(missing_ok=True)  # a new file: write_atomic would keep an old one's permissions
+        write_atomic(path, source)
+    except OSError:
+        return None
+    return path
+
+
+def _module(source: str, name: str, path: Path | None) -> types.ModuleType:
+    r"""Executes a checked module source (the text that was verified, not a file read again)."""
     module = types.ModuleType(name)
-    exec(compile(source, f"<renorm-codegen {name}>", "exec"), module.__dict__)
+    filename = str(path) if path is not None else f"<renorm-codegen {name}>"
+    module.__file__ = filename
+    exec(compile(source, filename, "exec"), module.__dict__)
     sys.modules[name] = module
     return module
 
 
 def load(problem: Problem) -> types.ModuleType:
-    r"""The generated kernel module of ``problem``, imported.
+    r"""The generated kernel module of ``problem``, checked and imported.
 
     Modules are cached in memory and as files under :func:`cache_dir`, keyed by the spec hash
-    (and the generator's format, the SymPy version and the function table), and written
-    atomically. Where the cache folder is not writable the module is imported from memory.
+    (and the generator's source, the SymPy version and the function table), written
+    atomically and named by the SHA-256 of their content. A module runs only after
+    :func:`~renorm.codegen._check.check_module` has accepted its text; a cache entry is used
+    only if its content matches its digest and it belongs to this user (see :func:`_cached`),
+    otherwise it is generated again. Where the cache folder is not writable the module is
+    run from memory.
 
     Arguments:
         problem: The matching problem.
@@ -124,23 +184,15 @@ def load(problem: Problem) -> types.ModuleType:
     if key in _MODULES:
         return _MODULES[key]
     name = f"renorm_generated_{re.sub(r'[^0-9A-Za-z_]', '_', problem.name)}_{key[:16]}"
-    path = cache_dir() / f"{name}.py"
-    module = None
-    if path.is_file():
-        try:
-            module = _import(path, name)
-        except (SyntaxError, ImportError, AttributeError, NameError, OSError):
-            module = None  # an unreadable cache entry is simply regenerated
-        if module is not None and getattr(module, "SPEC_SHA256", None) != problem.sha256:
-            module = None
-    if module is None:
-        source = generate(problem)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            write_atomic(path, source)
-            module = _import(path, name)
-        except OSError:
-            module = _from_source(source, name)
+    directory = cache_dir()
+    source = _cached(directory, name, problem)
+    path = None
+    if source is None:
+        source = generate(problem)  # checked there
+        path = _store(directory, name, source)
+    else:
+        path = directory / f"{name}.{hashlib.sha256(source.encode('utf-8')).hexdigest()[:32]}.py"
+    module = _module(source, name, path)
     _MODULES[key] = module
     return module
 

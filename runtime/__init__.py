@@ -1,27 +1,37 @@
-r"""Torch runtime: special functions, the α-conditioned flow, training, certificates and verification."""
+r"""Torch runtime: special functions, the α-conditioned flow, training, certificates and verification.
 
-from . import special as special
-from ._flow import ConditionalFlow as ConditionalFlow
-from ._maps import MAPS as MAPS
-from ._maps import SupportMap as SupportMap
-from ._maps import default_map as default_map
-from ._maps import register_map as register_map
-from ._plot import plot_report as plot_report
-from ._train import Run as Run
-from ._train import TrainConfig as TrainConfig
-from ._train import TrainingStatus as TrainingStatus
-from ._train import load_run as load_run
-from ._train import train as train
-from ._verify import CertificateRow as CertificateRow
-from ._verify import VerifyReport as VerifyReport
-from ._verify import certificate as certificate
-from ._verify import exact_log_density as exact_log_density
-from ._verify import extract_coefficients as extract_coefficients
-from ._verify import extractable_range as extractable_range
-from ._verify import verify as verify
+The names below are imported on first use, so that ``import renorm.runtime`` (and the symbolic
+commands of ``renorm``, which live here) do not load torch, zuko and matplotlib until they are
+needed.
+"""
 
-__all__ = [
-    "special", "ConditionalFlow", "MAPS", "SupportMap", "default_map", "register_map", "plot_report",
-    "Run", "TrainConfig", "TrainingStatus", "load_run", "train", "CertificateRow", "VerifyReport",
-    "certificate", "exact_log_density", "extract_coefficients", "extractable_range", "verify",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+#: Each public name and the private module that defines it.
+_EXPORTS = {
+    "special": ".special",
+    "ConditionalFlow": "._flow",
+    "MAPS": "._maps", "SupportMap": "._maps", "default_map": "._maps", "register_map": "._maps",
+    "plot_report": "._plot",
+    "Run": "._train", "TrainConfig": "._train", "TrainingStatus": "._train", "load_run": "._train", "train": "._train",
+    "CertificateRow": "._verify", "VerifyReport": "._verify", "certificate": "._verify",
+    "exact_log_density": "._verify", "extract_coefficients": "._verify", "extractable_range": "._verify", "verify": "._verify",
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module = importlib.import_module(_EXPORTS[name], __name__)
+    value = module if name == "special" else getattr(module, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -12,6 +12,9 @@ import numpy as np
 
 __all__ = ["main"]
 
+#: The most samples ``renorm sample`` draws in one call (8 bytes each).
+_MAX_SAMPLES = 10**8
+
 
 class _Parser(argparse.ArgumentParser):
     r"""argparse that reports a usage error as one line (exit 2) instead of usage plus error."""
@@ -45,12 +48,14 @@ def _points(problem, xs: Sequence[float] | None) -> np.ndarray:
         from renorm.symbolic._solve import _bulk_points
 
         return _bulk_points(problem)
+    from renorm.symbolic import RenormError
+
     x = np.asarray(xs, dtype=float)
+    if not np.isfinite(x).all():
+        raise RenormError(f"--x must be finite numbers, got {x[~np.isfinite(x)][0]:g}")
     a, b = problem.support_floats
     outside = (x <= a) | (x >= b)
     if outside.any():
-        from renorm.symbolic import RenormError
-
         raise RenormError(f"--x {x[outside][0]:g} is outside the open support ({a:g}, {b:g})")
     return x
 
@@ -195,10 +200,15 @@ def _certificate_rows(run) -> list:
         return []
 
 
-def _eval(args: argparse.Namespace) -> None:
+def _load_run(args: argparse.Namespace):
+    r"""The run of ``args.dir``: its problem from the stored TOML copy, or from ``--spec`` if given."""
     from ._train import load_run
 
-    run = load_run(args.dir)
+    return load_run(args.dir, _load(args.spec) if args.spec else None)
+
+
+def _eval(args: argparse.Namespace) -> None:
+    run = _load_run(args)
     x = _points(run.problem, args.x)
     q = np.exp(run.log_density(x, args.alpha[0]))
     if args.json:
@@ -212,11 +222,9 @@ def _eval(args: argparse.Namespace) -> None:
 def _sample(args: argparse.Namespace) -> None:
     from renorm.symbolic import RenormError
 
-    from ._train import load_run
-
-    if args.n <= 0:
-        raise RenormError(f"-n must be positive, got {args.n}")
-    run = load_run(args.dir)
+    if not 0 < args.n <= _MAX_SAMPLES:
+        raise RenormError(f"-n must be between 1 and {_MAX_SAMPLES}, got {args.n}")
+    run = _load_run(args)
     samples = run.sample(args.alpha[0], args.n, args.seed)
     if args.out:
         import os
@@ -260,9 +268,7 @@ def _print_report(report) -> None:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from ._train import load_run
-
-    report = _verify_run(load_run(args.dir))
+    report = _verify_run(_load_run(args))
     if args.json:
         _print_json(report.to_json())
     else:
@@ -272,9 +278,8 @@ def _verify(args: argparse.Namespace) -> int:
 
 def _plot(args: argparse.Namespace) -> None:
     from ._plot import plot_report
-    from ._train import load_run
 
-    run = load_run(args.dir)
+    run = _load_run(args)
     for path in plot_report(run.problem, run.log_density, run.directory, history=run.history):
         print(path)
 
@@ -366,6 +371,7 @@ def _parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser("eval", help="the trained flow's density q(x|alpha)")
     evaluate.add_argument("dir")
+    evaluate.add_argument("--spec", help="the spec, when the run directory has no spec.toml (a Python spec is code: only one you trust)")
     evaluate.add_argument("--alpha", type=float, nargs=1, required=True)
     evaluate.add_argument("--x", type=float, nargs="+", required=True)
     evaluate.add_argument("--json", action="store_true")
@@ -373,6 +379,7 @@ def _parser() -> argparse.ArgumentParser:
 
     sample = commands.add_parser("sample", help="samples x ~ q(x|alpha)")
     sample.add_argument("dir")
+    sample.add_argument("--spec", help="the spec, when the run directory has no spec.toml (a Python spec is code: only one you trust)")
     sample.add_argument("--alpha", type=float, nargs=1, required=True)
     sample.add_argument("-n", type=int, required=True)
     sample.add_argument("--seed", type=int, default=0)
@@ -381,11 +388,13 @@ def _parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser("verify", help="coefficients, normalization, positivity and distance to q* (exit 1 if it fails)")
     check.add_argument("dir")
+    check.add_argument("--spec", help="the spec, when the run directory has no spec.toml (a Python spec is code: only one you trust)")
     check.add_argument("--json", action="store_true")
     check.set_defaults(run=_verify)
 
     plot = commands.add_parser("plot", help="PNG plots of p, q and q*, coefficients and the training curve")
     plot.add_argument("dir")
+    plot.add_argument("--spec", help="the spec, when the run directory has no spec.toml (a Python spec is code: only one you trust)")
     plot.set_defaults(run=_plot)
 
     chain = commands.add_parser("run", help="codegen -> solve -> train -> verify -> plot (exit 1 if verification fails)")
@@ -398,7 +407,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     r"""Runs ``renorm``; returns the exit code (2 and one line on stderr for bad input)."""
-    from renorm.symbolic import RenormError
+    from renorm.symbolic import RenormError, one_line
 
     args = _parser().parse_args(argv)
     for name in ("alpha",):
@@ -409,7 +418,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code = args.run(args)
     except RenormError as error:
-        print(f"renorm: error: {error}", file=sys.stderr)
+        print(f"renorm: error: {one_line(error)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("renorm: interrupted", file=sys.stderr)

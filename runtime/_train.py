@@ -18,12 +18,12 @@ import torch
 from torch import Tensor
 
 from renorm.codegen._load import write_atomic
-from renorm.symbolic import ExactMinimizer, NotNormalizableError, Problem, RenormError, expand, load_spec, numeric, solve
+from renorm.symbolic import ExactMinimizer, NotNormalizableError, Problem, RenormError, expand, load_spec, numeric, one_line, solve, to_toml
 
 from ._flow import ConditionalFlow
 from ._maps import MAPS, default_map
 
-__all__ = ["TrainConfig", "TrainingStatus", "Objective", "train", "load_run", "Run", "CHECKPOINT"]
+__all__ = ["TrainConfig", "TrainingStatus", "Objective", "train", "load_run", "Run", "CHECKPOINT", "SPEC_COPY"]
 
 CHECKPOINT = "checkpoint.pt"
 _FORMAT = 1
@@ -397,13 +397,30 @@ class Run:
         return self.flow.sample(alpha, n, generator).double().cpu().numpy()
 
 
+#: The run directory's copy of the problem: always a TOML spec, which is data.
+SPEC_COPY = "spec.toml"
+
+
 def _spec_copy(problem: Problem, directory: Path) -> None:
-    if problem.source is None:
+    r"""Stores the problem in the run directory as data.
+
+    A TOML spec is copied as written (with its comments); a Python spec's problem is written
+    as the equivalent TOML (:func:`~renorm.symbolic.to_toml`), so that nothing in a run directory
+    is ever code. A problem that TOML cannot express is not stored: reading the run then needs
+    the spec again (``--spec``).
+    """
+    target = directory / SPEC_COPY
+    source = Path(problem.source) if problem.source else None
+    if source is not None and source.suffix != ".py":
+        if source.resolve() != target.resolve():
+            write_atomic(target, source.read_text(encoding="utf-8"))
         return
-    source = Path(problem.source)
-    target = directory / f"spec{source.suffix}"
-    if source.resolve() != target.resolve():
-        write_atomic(target, source.read_text())
+    try:
+        text = to_toml(problem)
+    except RenormError:
+        target.unlink(missing_ok=True)
+        return
+    write_atomic(target, text)
 
 
 def _build_flow(problem: Problem, config: TrainConfig) -> ConditionalFlow:
@@ -622,12 +639,16 @@ def load_run(directory: str | Path, problem: Problem | None = None, device: str 
     """
     directory = Path(directory)
     if not directory.is_dir():
-        raise RenormError(f"{directory}: no such run directory")
+        raise RenormError(f"{one_line(directory)}: no such run directory")
     if problem is None:
-        specs = sorted(directory.glob("spec.toml")) + sorted(directory.glob("spec.py"))
-        if not specs:
-            raise RenormError(f"{directory}: no spec copy (spec.toml or spec.py) in the run directory")
-        problem = load_spec(specs[0])
+        # a run directory is data: its spec copy is read as TOML whatever it contains, and
+        # nothing else in it is ever loaded as a spec
+        copy = directory / SPEC_COPY
+        if not copy.is_file():
+            raise RenormError(
+                f"{one_line(directory)}: no {SPEC_COPY} in the run directory (a run from a Python spec that TOML cannot express "
+                "keeps none): pass the spec with --spec FILE")
+        problem = load_spec(copy, python=False)
     state = _read_checkpoint(directory / CHECKPOINT, problem)
     config = TrainConfig.from_json(state["config"])
     dtype = torch.float64 if config.dtype == "float64" else torch.float32

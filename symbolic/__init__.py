@@ -3,6 +3,7 @@ r"""Exact solutions of the matching functional: specs, α-expansion, minimizers,
 from ._errors import NotNormalizableError as NotNormalizableError
 from ._errors import RenormError as RenormError
 from ._errors import SpecError as SpecError
+from ._errors import one_line as one_line
 from ._expand import Coefficient as Coefficient
 from ._expand import coefficients as coefficients
 from ._expand import expand as expand
@@ -22,14 +23,18 @@ from ._solve import exact_minimizer as exact_minimizer
 from ._solve import matched_order as matched_order
 from ._solve import solve as solve
 from ._spec import FUNCTIONS as FUNCTIONS
+from ._spec import LIMITS as LIMITS
+from ._spec import Limits as Limits
 from ._spec import Problem as Problem
 from ._spec import load_spec as load_spec
 from ._spec import make_problem as make_problem
 from ._spec import parse_expression as parse_expression
+from ._spec import to_toml as to_toml
 
 __all__ = [
     "NotNormalizableError", "RenormError", "SpecError", "Coefficient", "coefficients", "expand",
     "MagicC", "MagicCheck", "magic_c", "parse_target", "numeric", "EndpointMap", "endpoint_map",
     "integrate", "LAMBDA", "ExactMinimizer", "MatchedOrder", "Solution", "exact_minimizer",
-    "matched_order", "solve", "FUNCTIONS", "Problem", "load_spec", "make_problem", "parse_expression",
+    "matched_order", "solve", "FUNCTIONS", "LIMITS", "Limits", "Problem", "load_spec", "make_problem", "parse_expression",
+    "to_toml", "one_line",
 ]

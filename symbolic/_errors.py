@@ -2,7 +2,7 @@ r"""Errors that are meant to be read by people: one line, what was wrong and whe
 
 from __future__ import annotations
 
-__all__ = ["RenormError", "SpecError", "NotNormalizableError"]
+__all__ = ["RenormError", "SpecError", "NotNormalizableError", "one_line"]
 
 
 class RenormError(ValueError):
@@ -24,3 +24,12 @@ class NotNormalizableError(RenormError):
     def __init__(self, message: str, matched_order: int | None = None):
         super().__init__(message)
         self.matched_order = matched_order
+
+
+def one_line(text: str) -> str:
+    r"""``text`` with every unprintable character (newline, tab, control) written as its escape.
+
+    Messages name user input (file names may hold newlines), and the command line promises
+    one line per error.
+    """
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in str(text))

@@ -9,12 +9,12 @@ from functools import cached_property
 import numpy as np
 import sympy as sp
 
-from ._errors import SpecError
+from ._errors import RenormError, SpecError
 from ._numeric import numeric
 from ._quadrature import endpoint_map, integrate, integrate_support
 from ._spec import Problem
 
-__all__ = ["Coefficient", "expand", "coefficients"]
+__all__ = ["Coefficient", "expand", "coefficients", "singular_points"]
 
 
 @dataclass(frozen=True)
@@ -75,14 +75,51 @@ def _integral(problem: Problem, g, x: float, side: str) -> float:
     u = float(mapping.u(x))
     increasing = mapping.kind != "upper"
     lo, hi = (mapping.lo, u) if (side == "below") == increasing else (u, mapping.hi)
-    return integrate(lambda t: g(mapping.x(t)) * mapping.jacobian(t), lo, hi).value
+    inside = mapping.u(np.array(singular_points(problem)))
+    inside = inside[(inside > lo) & (inside < hi)]
+    return integrate(lambda t: g(mapping.x(t)) * mapping.jacobian(t), lo, hi, breakpoints=inside).value
 
 
 def expand(problem: Problem) -> list[sp.Expr]:
     r"""Pointwise coefficients :math:`p^n(x) = \frac{1}{n!}\partial_\alpha^n p|_{\alpha=0}`, :math:`n \le N`.
 
     Running couplings such as :math:`\alpha/(1 + \alpha b \log x)` expand into powers of logs.
+    Each coefficient is checked to be a distribution on the support: locally integrable
+    everywhere except at the singular endpoint, where the plus prescription regularizes it (see
+    :func:`singular_points`). The result is cached per target.
+
+    Raises:
+        SpecError: If the target is not a power series in the coupling, or a coefficient has a
+            non-integrable singularity inside the support or at an endpoint that is not the
+            declared singular one.
     """
+    key = _expansion_key(problem)
+    if key not in _EXPANSIONS:
+        terms = _expand(problem)
+        points = sorted({c for n, g in enumerate(terms) for c in _check_coefficient(problem, n, g)})
+        _EXPANSIONS[key] = (terms, tuple(points))
+    return list(_EXPANSIONS[key][0])
+
+
+def singular_points(problem: Problem) -> tuple[float, ...]:
+    r"""Points inside the support where a coefficient :math:`p^n` has an integrable singularity.
+
+    Quadratures use them as break points. Non-integrable singularities there are refused by
+    :func:`expand`.
+    """
+    expand(problem)
+    return _EXPANSIONS[_expansion_key(problem)][1]
+
+
+_EXPANSIONS: dict[tuple, tuple[list[sp.Expr], tuple[float, ...]]] = {}
+
+
+def _expansion_key(problem: Problem) -> tuple:
+    return (sp.srepr(problem.density), sp.srepr(problem.x), sp.srepr(problem.coupling), problem.order,
+            tuple(map(sp.srepr, problem.support)), problem.singular)
+
+
+def _expand(problem: Problem) -> list[sp.Expr]:
     alpha = problem.coupling
     terms = []
     derivative = problem.density
@@ -92,15 +129,158 @@ def expand(problem: Problem) -> list[sp.Expr]:
             try:
                 value = sp.limit(derivative, alpha, 0, "+")
             except Exception as error:  # SymPy raises many types for non-analytic input
-                raise SpecError(f"target.density: cannot expand in {alpha} at order {n} ({type(error).__name__}: {error}); the target must be a power series in {alpha}") from None
+                raise SpecError(problem.where("target.density", f"cannot expand in {alpha} at order {n} ({type(error).__name__}: {error}); the target must be a power series in {alpha}")) from None
         if value.has(sp.oo, -sp.oo, sp.zoo, sp.nan):
-            raise SpecError(f"target.density: the coefficient of alpha^{n} is not finite ({sp.sstr(value)}); the target is not a power series in {alpha}")
+            raise SpecError(problem.where("target.density", f"the coefficient of alpha^{n} is not finite ({sp.sstr(value)}); the target is not a power series in {alpha}"))
         value = value / math.factorial(n)
         if sp.count_ops(value) < 200:
-            value = sp.simplify(value)
+            value = _simpler(problem, value)
         terms.append(value)
         derivative = sp.diff(derivative, alpha)
     return terms
+
+
+def _simpler(problem: Problem, value: sp.Expr) -> sp.Expr:
+    r"""``sp.simplify(value)`` where it evaluates to the same real numbers, else ``value``.
+
+    SymPy simplifies over the complex numbers: ``1/sqrt(Abs(4*x - 1))`` becomes
+    ``1/Abs(sqrt(4*x - 1))``, which is NaN in real arithmetic for ``x < 1/4``.
+    """
+    simple = sp.simplify(value)
+    if simple == value or not value.has(problem.x):
+        return simple
+    x = problem.interior_points(64)
+    with np.errstate(all="ignore"):
+        before = np.broadcast_to(np.asarray(numeric(value, (problem.x,))(x), dtype=complex), x.shape)
+        after = np.broadcast_to(np.asarray(numeric(simple, (problem.x,))(x), dtype=complex), x.shape)
+    same = (np.isnan(before) == np.isnan(after)) & (np.isinf(before) == np.isinf(after))
+    finite = np.isfinite(before) & np.isfinite(after)
+    same &= ~finite | (np.abs(after - before) <= 1e-10 * np.maximum(np.abs(before), 1e-300))
+    return simple if same.all() else value
+
+
+#: Local exponents s of |g| ~ d^-s (d the distance to a point) from which g is not integrable
+#: there (s = 1 exactly for a pole; the margin absorbs logarithms at the probe distances).
+_NON_INTEGRABLE = 0.98
+#: Interior singularities up to this exponent (logarithms: s ~ 0.05) are integrated as break
+#: points; from it on, the part of the integral within float64 rounding distance of the point,
+#: about eps^(1 - s), exceeds the quadrature's 1e-13 (measured: s = 0.2 errs by 9e-13).
+_RESOLVED = 0.15
+#: Probe distances, relative to the support's scale, for the local exponent.
+_PROBES = (1e-7, 1e-10)
+
+
+def _denominators(g: sp.Expr, x: sp.Symbol) -> list[sp.Expr]:
+    r"""Expressions whose zeros are the candidate poles of ``g``: bases of negative powers,
+    ``cos`` of a ``tan``, ``1/Γ`` of a ``Γ``."""
+    out = []
+    for node in sp.preorder_traversal(g):
+        if node.is_Pow and node.exp.is_negative and node.base.has(x):
+            out.append(node.base)
+        elif isinstance(node, sp.tan) and node.has(x):
+            out.append(sp.cos(node.args[0]))
+        elif isinstance(node, sp.gamma) and node.has(x):
+            out.append(1 / node)
+    return list(dict.fromkeys(out))
+
+
+def _zeros(fn, xs: np.ndarray) -> list[float]:
+    r"""Zeros of ``fn`` between the grid points ``xs``: sign changes (bisected) and touching minima of |fn|."""
+    with np.errstate(all="ignore"):
+        values = np.asarray(fn(xs), dtype=float)
+    finite = np.isfinite(values)
+    scale = float(np.median(np.abs(values[finite]))) if finite.any() else 1.0
+    roots = list(xs[finite & (values == 0)])
+    for i in np.nonzero(values[:-1] * values[1:] < 0)[0]:
+        lo, hi, sign = xs[i], xs[i + 1], np.sign(values[i])
+        for _ in range(80):
+            mid = 0.5 * (lo + hi)
+            with np.errstate(all="ignore"):
+                value = float(fn(np.array([mid]))[0])
+            if value == 0 or not lo < mid < hi:
+                break
+            lo, hi = (mid, hi) if np.sign(value) == sign else (lo, mid)
+        roots.append(0.5 * (lo + hi))
+    magnitude = np.abs(values)
+    # a zero without a sign change (|x - c|, (x - c)^2) is a local minimum of |fn| on the grid
+    touching = np.nonzero((magnitude[1:-1] < magnitude[:-2]) & (magnitude[1:-1] <= magnitude[2:]))[0] + 1
+    size = lambda t: abs(float(fn(np.array([t]))[0]))
+    for i in touching:
+        # golden-section search of the minimum (|fn| has a kink there: no derivatives)
+        lo, hi = xs[i - 1], xs[i + 1]
+        for _ in range(120):
+            left, right = hi - 0.618 * (hi - lo), lo + 0.618 * (hi - lo)
+            lo, hi = (lo, right) if size(left) < size(right) else (left, hi)
+        c = 0.5 * (lo + hi)
+        if size(c) <= 1e-9 * scale:
+            roots.append(c)
+    return roots
+
+
+def _local_exponent(fn, point: float, direction: float, scale: float) -> float:
+    r"""The exponent s of :math:`|g| \sim d^{-s}` approaching ``point`` from one side (``nan`` if g is 0 there)."""
+    d = np.array(_PROBES) * scale
+    with np.errstate(all="ignore"):
+        values = np.abs(np.asarray(fn(point + direction * d), dtype=float))
+    if not (np.isfinite(values).all() and (values > 0).all()):
+        return math.inf if np.isinf(values).any() else math.nan
+    return float(np.log(values[1] / values[0]) / np.log(d[0] / d[1]))
+
+
+def _check_coefficient(problem: Problem, n: int, g: sp.Expr) -> list[float]:
+    r"""Refuses a coefficient that is not locally integrable away from the singular endpoint.
+
+    Returns the points inside the support where it has an integrable singularity.
+    """
+    if g == 0 or not g.has(problem.x):
+        return []
+    a, b = problem.support_floats
+    fn = numeric(g, (problem.x,))
+    try:
+        fn(np.array([0.5 * (a + b) if math.isfinite(a + b) else a + 1.0 if math.isfinite(a) else b - 1.0]))
+    except RenormError:
+        return []  # not evaluable in NumPy: every numerical use of it refuses it in one line
+    mapping = endpoint_map((a, b), problem.singular)
+    xs = mapping.x(np.linspace(max(mapping.lo, -60.0), min(mapping.hi, 60.0), 4001))
+    xs = np.unique(xs[(xs > a) & (xs < b)])
+    text = sp.sstr(g)
+    text = text if len(text) <= 80 else text[:77] + "..."
+    inside = []
+    for denominator in _denominators(g, problem.x):
+        for c in _zeros(numeric(denominator, (problem.x,)), xs):
+            scale = min(c - a, b - c, 1.0)
+            if scale <= 1e-12 * max(1.0, abs(c)):
+                continue  # an endpoint, checked below
+            s = max(_local_exponent(fn, c, -1.0, scale), _local_exponent(fn, c, 1.0, scale))
+            if s >= _NON_INTEGRABLE:
+                raise SpecError(problem.where("target.density", (
+                    f"the coefficient p^{n} = {text} has a non-integrable singularity at {problem.x} = {c:.10g} inside the support "
+                    f"({a:g}, {b:g}): a fixed-order coefficient must be integrable everywhere but at the singular endpoint")))
+            if s > _RESOLVED:
+                raise SpecError(problem.where("target.density", (
+                    f"the coefficient p^{n} = {text} has a singularity |{problem.x} - {c:.10g}|^-{s:.2g} inside the support: integrable, "
+                    f"but float64 quadrature cannot resolve it (about {1e-16 ** (1 - s) / (1 - s):.0e} of its integral lies within rounding "
+                    "distance of the point); split the support there or smooth the singularity")))
+            if s > 0:
+                inside.append(c)
+    for end, direction, name in ((a, 1.0, "lower"), (b, -1.0, "upper")):
+        if name == problem.singular:
+            continue
+        if math.isinf(end):
+            # |g| ~ x^-s at large x is integrable for s > 1
+            far = np.array([1e6, 1e9]) * max(1.0, abs(b if math.isinf(a) else a))
+            with np.errstate(all="ignore"):
+                values = np.abs(np.asarray(fn(-far if end < 0 else far), dtype=float))
+            decay = math.inf if values[1] == 0 else float(np.log(values[0] / values[1]) / np.log(far[1] / far[0]))
+            if not decay > 1.0 + (1.0 - _NON_INTEGRABLE):
+                raise SpecError(problem.where("target.density", f"the coefficient p^{n} = {text} is not integrable as {problem.x} -> {end:g} (it decays like {problem.x}^-{decay:.3g})"))
+            continue
+        s = _local_exponent(fn, end, direction, min(1.0, b - a))
+        if s >= _NON_INTEGRABLE:
+            raise SpecError(problem.where("target.density", (
+                f"the coefficient p^{n} = {text} is not integrable at the {name} endpoint {problem.x} = {end:g}, which is not the singular one "
+                f"(singular = {problem.singular!r}); declare that endpoint singular or correct the density")))
+    return inside
 
 
 def _integrability(problem: Problem, g: sp.Expr) -> float:
@@ -108,7 +288,8 @@ def _integrability(problem: Problem, g: sp.Expr) -> float:
     if g == 0:
         return 0.0
     fn = numeric(g, (problem.x,))
-    return integrate_support(lambda x: np.asarray(fn(x), dtype=float), endpoint_map(problem.support_floats, problem.singular), rtol=1e-12)
+    mapping = endpoint_map(problem.support_floats, problem.singular)
+    return integrate_support(lambda x: np.asarray(fn(x), dtype=float), mapping, mapping.u(np.array(singular_points(problem))), rtol=1e-12)
 
 
 #: δ weights below this are quadrature noise (the integrals run at relative 1e-12).

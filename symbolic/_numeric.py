@@ -8,6 +8,8 @@ import numpy as np
 import scipy.special as special
 import sympy as sp
 
+from ._errors import RenormError
+
 __all__ = ["numeric", "lambertw"]
 
 
@@ -28,7 +30,7 @@ def _polylog(s, x):
         return _dilog(x)
     if s == 1:
         return -np.log1p(-np.asarray(x, dtype=float))
-    raise ValueError(f"polylog({s}, x) has no NumPy evaluation; only s = 1, 2 are supported")
+    raise RenormError(f"polylog({s}, x) has no NumPy evaluation; only s = 1, 2 are supported")
 
 
 _MODULES = [{"LambertW": lambertw, "polylog": _polylog, "gamma": special.gamma, "loggamma": special.gammaln,
@@ -43,7 +45,10 @@ def numeric(expr: sp.Expr, args: Sequence[sp.Symbol]) -> Callable[..., np.ndarra
 
     def evaluate(*values: np.ndarray) -> np.ndarray:
         with np.errstate(all="ignore"):
-            out = fn(*values)
+            try:
+                out = fn(*values)
+            except NameError as error:  # a function lambdify could not translate
+                raise RenormError(f"{sp.sstr(expr)[:80]}: {error.name} has no NumPy evaluation (only the functions a TOML spec may call have one)") from None
         shape = np.broadcast_shapes(*(np.shape(v) for v in values))
         return np.broadcast_to(np.asarray(out), shape)
 

@@ -11,7 +11,7 @@ import scipy.optimize
 import sympy as sp
 
 from ._errors import NotNormalizableError, RenormError
-from ._expand import expand
+from ._expand import expand, singular_points
 from ._numeric import lambertw, numeric
 from ._quadrature import endpoint_map, integrate_support
 from ._spec import Problem
@@ -96,6 +96,8 @@ class ExactMinimizer:
 
     def __init__(self, problem: Problem):
         self.problem = problem
+        # refuses targets whose coefficients are not distributions; finds integrable singular points
+        self._singular = endpoint_map(problem.support_floats, problem.singular).u(np.array(singular_points(problem)))
         x, a = problem.x, problem.coupling
         self._p = numeric(problem.density, (x, a))
         self._c2 = numeric(problem.C_squared, (x, a))
@@ -212,7 +214,7 @@ class ExactMinimizer:
             mid = 0.5 * (lo + hi)
             same = np.sign(self.p(self.map.x(mid), alpha)) == s_lo
             lo, hi = np.where(same, mid, lo), np.where(same, hi, mid)
-        return 0.5 * (lo + hi)
+        return np.unique(np.concatenate([0.5 * (lo + hi), self._singular]))
 
     def integral(self, fn: Callable[[np.ndarray], np.ndarray], breakpoints: np.ndarray = np.empty(0), rtol: float = 1e-13) -> float:
         r""":math:`\int dx\, g(x)` over the support (see :func:`integrate_support`)."""

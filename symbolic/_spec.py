@@ -6,6 +6,8 @@ import ast
 import hashlib
 import json
 import math
+import operator
+import re
 import runpy
 import tomllib
 from dataclasses import dataclass, field
@@ -14,94 +16,309 @@ from typing import Any, Mapping
 
 import numpy as np
 import sympy as sp
-from sympy.parsing.sympy_parser import auto_number, parse_expr
 
-from ._errors import SpecError
+from ._errors import SpecError, one_line
 
-__all__ = ["Problem", "make_problem", "load_spec", "parse_expression", "FUNCTIONS", "CONSTANTS"]
+__all__ = ["Problem", "make_problem", "load_spec", "to_toml", "parse_expression", "FUNCTIONS", "CONSTANTS", "LIMITS", "Limits"]
 
-#: SymPy functions a spec string may call. Anything else is refused at load time.
-FUNCTIONS: dict[str, Any] = {
-    "log": sp.log, "ln": sp.log, "exp": sp.exp, "sqrt": sp.sqrt, "cbrt": sp.cbrt, "root": sp.root,
-    "sin": sp.sin, "cos": sp.cos, "tan": sp.tan, "asin": sp.asin, "acos": sp.acos,
-    "atan": sp.atan, "atan2": sp.atan2, "sinh": sp.sinh, "cosh": sp.cosh, "tanh": sp.tanh,
-    "asinh": sp.asinh, "acosh": sp.acosh, "atanh": sp.atanh,
-    "Abs": sp.Abs, "abs": sp.Abs, "sign": sp.sign, "Max": sp.Max, "Min": sp.Min,
-    "Heaviside": sp.Heaviside, "Piecewise": sp.Piecewise,
-    "LambertW": sp.LambertW, "polylog": sp.polylog, "zeta": sp.zeta,
-    "gamma": sp.gamma, "loggamma": sp.loggamma, "erf": sp.erf, "erfc": sp.erfc,
+@dataclass(frozen=True)
+class Limits:
+    r"""Bounds on what a spec may ask for, so that every input is refused or finishes in seconds.
+
+    Each is checked before SymPy evaluates anything it bounds, and a violation is refused in one
+    line that names the limit.
+
+    Attributes:
+        spec_bytes: Size of a spec file.
+        expression_length: Characters of one expression string.
+        expression_nodes: Syntax-tree nodes of one expression (numbers, names, operators, calls).
+        expression_depth: Nesting depth of one expression; a chain of ``+``/``-`` or of
+            ``*``/``/`` counts as one level, a power or a call as one more.
+        integer: Magnitude of an integer literal (write larger numbers as floats, ``1e20``).
+        exponent: Magnitude of a constant exponent.
+        digits: Decimal digits of an exact rational power SymPy would compute (``10**10**10``).
+        argument: Magnitude of a constant argument of ``gamma``, ``loggamma``, ``zeta`` and
+            ``polylog``, which SymPy evaluates exactly (factorials, Bernoulli numbers).
+        order: The perturbative order :math:`N`.
+    """
+
+    spec_bytes: int = 1 << 20
+    expression_length: int = 20_000
+    expression_nodes: int = 2_000
+    expression_depth: int = 40
+    integer: int = 10**15
+    exponent: int = 1_000
+    digits: int = 10_000
+    argument: int = 1_000
+    order: int = 6
+
+
+LIMITS = Limits()
+
+
+@dataclass(frozen=True)
+class _Callable:
+    r"""A function a spec string may call: the SymPy function and the argument counts it takes."""
+
+    function: Any
+    arity: tuple[int, ...] = (1,)
+
+
+#: SymPy functions a spec string may call. Anything else is refused at load time; each of them
+#: evaluates in NumPy, in the generated torch kernels and in mpmath (tests/test_functions.py).
+_CALLABLES: dict[str, _Callable] = {
+    **{name: _Callable(getattr(sp, name)) for name in (
+        "exp", "sqrt", "cbrt", "sin", "cos", "tan", "asin", "acos", "atan", "sinh", "cosh", "tanh",
+        "asinh", "acosh", "atanh", "Abs", "sign", "gamma", "loggamma", "erf", "erfc")},
+    "log": _Callable(sp.log, (1, 2)), "ln": _Callable(sp.log, (1, 2)), "abs": _Callable(sp.Abs),
+    "root": _Callable(sp.root, (2,)), "atan2": _Callable(sp.atan2, (2,)),
+    "Max": _Callable(sp.Max, tuple(range(1, 65))), "Min": _Callable(sp.Min, tuple(range(1, 65))),
+    "Heaviside": _Callable(sp.Heaviside, (1, 2)), "Piecewise": _Callable(sp.Piecewise, tuple(range(1, 65))),
+    "LambertW": _Callable(sp.LambertW, (1, 2)), "polylog": _Callable(sp.polylog, (2,)), "zeta": _Callable(sp.zeta),
 }
+FUNCTIONS: dict[str, Any] = {name: entry.function for name, entry in _CALLABLES.items()}
+
+#: Functions that SymPy evaluates exactly at integer arguments (factorials, Bernoulli numbers).
+_EXACT = frozenset({"gamma", "loggamma", "zeta", "polylog"})
 
 #: Named constants a spec string may use besides its own ``[constants]``.
 CONSTANTS: dict[str, sp.Expr] = {"pi": sp.pi, "E": sp.E, "EulerGamma": sp.EulerGamma, "oo": sp.oo}
 
 _SINGULAR = ("lower", "upper", "none")
-_PARSER_GLOBALS = {"Integer": sp.Integer, "Float": sp.Float, "Rational": sp.Rational, "__builtins__": {}}
-_OPERATORS = (ast.Add, ast.Sub, ast.Mult, ast.Div, ast.Pow, ast.USub, ast.UAdd)
-_COMPARISONS = (ast.Lt, ast.LtE, ast.Gt, ast.GtE)
+#: Problem names: they become part of file and module names, so a closed character set.
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+_BINARY = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv, ast.Pow: operator.pow}
+_COMPARISONS = {ast.Lt: sp.Lt, ast.LtE: sp.Le, ast.Gt: sp.Gt, ast.GtE: sp.Ge}
+#: Operators that chain at one level of nesting: a + b - c is one sum, a * b / c one product.
+_CHAINS = ((ast.Add, ast.Sub), (ast.Mult, ast.Div))
 
 
-def _check_syntax(text: str, names: Mapping[str, Any], where: str) -> None:
-    r"""Refuses anything but arithmetic, calls of whitelisted functions and known names.
+def _chain(node: ast.AST) -> tuple[type, ...] | None:
+    if isinstance(node, ast.BinOp):
+        for ops in _CHAINS:
+            if isinstance(node.op, ops):
+                return ops
+    return None
 
-    The check runs on the Python syntax tree before SymPy sees the string, so attribute
-    access, subscripts, lambdas, strings and dunder names never reach an ``eval``.
+
+def _operands(node: ast.BinOp) -> tuple[ast.AST, list[tuple[ast.operator, ast.AST]]]:
+    r"""A left-nested chain ``a + b - c`` as its first operand and the (operator, operand) pairs."""
+    ops, rest = _chain(node), []
+    while _chain(node) == ops:
+        rest.append((node.op, node.right))
+        node = node.left
+    return node, rest[::-1]
+
+
+def _check_syntax(tree: ast.Expression, text: str, names: Mapping[str, Any], where: str) -> None:
+    r"""Refuses anything but arithmetic, comparisons, calls of :data:`FUNCTIONS` and known names.
+
+    The check runs on the Python syntax tree, iteratively, and nothing is evaluated: the tree
+    is then turned into SymPy by :func:`_build`, node by node, with no ``eval`` at all.
     """
-    try:
-        tree = ast.parse(text, mode="eval")
-    except SyntaxError as error:
-        raise SpecError(f"{where}: cannot parse {text!r}: {error.msg} at column {error.offset}") from None
-
-    for node in ast.walk(tree):
+    nodes = 0
+    stack: list[tuple[ast.AST, int]] = [(tree.body, 1)]
+    while stack:
+        node, depth = stack.pop()
+        nodes += 1
+        if nodes > LIMITS.expression_nodes:
+            raise SpecError(f"{where}: the expression has more than {LIMITS.expression_nodes} terms, names and operators (the limit)")
+        if depth > LIMITS.expression_depth:
+            raise SpecError(f"{where}: the expression is nested more than {LIMITS.expression_depth} levels deep (the limit)")
         if isinstance(node, ast.Name):
-            if node.id not in names and node.id not in ("True", "False"):
+            if node.id not in names:
                 known = ", ".join(n for n in names if n not in FUNCTIONS)
-                raise SpecError(f"{where}: unknown name {node.id!r} in {text!r} (known: {known}, and SymPy functions such as log, exp, LambertW)")
-        elif isinstance(node, ast.Call):
-            if isinstance(node.func, ast.Attribute):
-                raise SpecError(f"{where}: attribute access is not allowed in {text!r}")
-            if not isinstance(node.func, ast.Name) or node.func.id not in FUNCTIONS:
-                name = node.func.id if isinstance(node.func, ast.Name) else ast.unparse(node.func)
-                raise SpecError(f"{where}: unknown function {name!r} in {text!r} (allowed: {', '.join(sorted(set(FUNCTIONS)))})")
-            if node.keywords:
-                raise SpecError(f"{where}: keyword arguments are not allowed in {text!r}")
+                raise SpecError(f"{where}: unknown name {node.id!r} in {_short(text)} (known: {known}, and functions such as log, exp, LambertW)")
+            children: list[ast.AST] = []
         elif isinstance(node, ast.Constant):
-            if not isinstance(node.value, (int, float, bool)) or isinstance(node.value, complex):
-                raise SpecError(f"{where}: only numbers are allowed as literals in {text!r}")
-        elif isinstance(node, (ast.Compare,)):
-            if not all(isinstance(op, _COMPARISONS) for op in node.ops):
-                raise SpecError(f"{where}: only <, <=, >, >= comparisons are allowed in {text!r}")
+            if not isinstance(node.value, (bool, int, float)):
+                raise SpecError(f"{where}: only numbers (and True, False as conditions) are allowed as literals in {_short(text)}")
+            if isinstance(node.value, int) and abs(node.value) > LIMITS.integer:
+                raise SpecError(f"{where}: an integer literal exceeds the limit {LIMITS.integer:.0e} in magnitude; write large numbers as floats (1e20)")
+            children = []
+        elif isinstance(node, ast.Call):
+            if not isinstance(node.func, ast.Name):
+                kind = "attribute access" if isinstance(node.func, ast.Attribute) else "calling an expression"
+                raise SpecError(f"{where}: {kind} is not allowed in {_short(text)}")
+            entry = _CALLABLES.get(node.func.id)
+            if entry is None:
+                raise SpecError(f"{where}: unknown function {node.func.id!r} in {_short(text)} (allowed: {', '.join(sorted(FUNCTIONS))})")
+            if node.keywords or any(isinstance(a, ast.Starred) for a in node.args):
+                raise SpecError(f"{where}: only plain positional arguments are allowed in {_short(text)}")
+            if len(node.args) not in entry.arity:
+                counts = " or ".join(map(str, entry.arity)) if len(entry.arity) < 3 else f"{entry.arity[0]} to {entry.arity[-1]}"
+                raise SpecError(f"{where}: {node.func.id} takes {counts} argument(s), got {len(node.args)} in {_short(text)}")
+            for argument in node.args:
+                if isinstance(argument, ast.Tuple) != (node.func.id == "Piecewise"):
+                    raise SpecError(f"{where}: Piecewise takes (value, condition) pairs, and only Piecewise takes pairs, in {_short(text)}")
+                if isinstance(argument, ast.Tuple) and len(argument.elts) != 2:
+                    raise SpecError(f"{where}: a Piecewise branch is a (value, condition) pair in {_short(text)}")
+            children = [e for a in node.args for e in (a.elts if isinstance(a, ast.Tuple) else [a])]
+        elif isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
+            if _chain(node):
+                first, rest = _operands(node)
+                children = [first] + [operand for _, operand in rest]
+            else:
+                children = [node.left, node.right]
+        elif isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+            children = [node.operand]
+        elif isinstance(node, ast.Compare):
+            if not all(type(op) in _COMPARISONS for op in node.ops):
+                raise SpecError(f"{where}: only <, <=, >, >= comparisons are allowed in {_short(text)}")
+            children = [node.left, *node.comparators]
         elif isinstance(node, ast.Attribute):
-            raise SpecError(f"{where}: attribute access is not allowed in {text!r}")
-        elif not isinstance(node, (ast.Expression, ast.BinOp, ast.UnaryOp, ast.Tuple, ast.Load) + _OPERATORS + _COMPARISONS):
-            raise SpecError(f"{where}: {type(node).__name__.lower()} is not allowed in {text!r}")
+            raise SpecError(f"{where}: attribute access is not allowed in {_short(text)}")
+        else:
+            raise SpecError(f"{where}: {type(node).__name__.lower()} is not allowed in {_short(text)}")
+        stack.extend((child, depth + 1) for child in children)
 
 
-def parse_expression(text: str, names: Mapping[str, Any], where: str) -> sp.Expr:
-    r"""Parses a spec string into a SymPy expression in a closed namespace.
+def _short(text: Any, limit: int = 120) -> str:
+    r"""``text`` (or the ``repr`` of a non-string) quoted for a one-line message, cut in the middle when long."""
+    text = text if isinstance(text, str) else repr(text)
+    return repr(text) if len(text) <= limit else repr(text[: limit // 2]) + " … " + repr(text[-limit // 2:])
+
+
+def _number(value: sp.Expr) -> float | None:
+    r"""The float value of a constant, ``None`` where it is not a real number (or too large for float)."""
+    if value.free_symbols:
+        return None
+    try:
+        number = complex(value.evalf(15))
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return number.real if number.imag == 0 else None
+
+
+def _power(base: sp.Expr, exponent: sp.Expr, where: str) -> sp.Expr:
+    r"""``base**exponent``, refused before SymPy computes an exact power too large to finish."""
+    e = _number(exponent)
+    if e is not None and abs(e) > LIMITS.exponent:
+        raise SpecError(f"{where}: the exponent {sp.sstr(exponent)} exceeds the limit {LIMITS.exponent} in magnitude")
+    if isinstance(base, sp.Rational) and isinstance(exponent, sp.Integer) and base not in (0, 1, -1):
+        digits = abs(int(exponent)) * math.log10(max(abs(base.p), abs(base.q)))
+        if digits > LIMITS.digits:
+            raise SpecError(f"{where}: {sp.sstr(base)}**{sp.sstr(exponent)} has about {digits:.3g} digits, more than the limit {LIMITS.digits}")
+    return base**exponent
+
+
+def _call(name: str, arguments: list[Any], where: str) -> sp.Expr:
+    if name in _EXACT:
+        for argument in arguments:
+            value = _number(argument) if isinstance(argument, sp.Expr) else None
+            if value is not None and abs(value) > LIMITS.argument:
+                raise SpecError(f"{where}: {name} of {sp.sstr(argument)} exceeds the argument limit {LIMITS.argument} (SymPy evaluates it exactly)")
+    variable = [a for a in arguments if isinstance(a, sp.Basic) and a.free_symbols]
+    # what NumPy and the torch kernels implement; anything else is refused here, not later
+    if name == "polylog" and arguments[1].free_symbols and arguments[0] not in (1, 2):
+        raise SpecError(f"{where}: polylog(s, z) of a variable z is implemented for s = 1 and 2 only, got s = {sp.sstr(arguments[0])}")
+    if name == "polylog" and arguments[0].free_symbols:
+        raise SpecError(f"{where}: the order s of polylog(s, z) must be a number")
+    if name == "zeta" and variable:
+        raise SpecError(f"{where}: zeta takes a number (such as zeta(3)), not a function of the variables")
+    if name == "LambertW" and len(arguments) == 2 and arguments[1] != 0:
+        raise SpecError(f"{where}: only the principal branch LambertW(z) = LambertW(z, 0) is implemented")
+    if name == "Heaviside" and len(arguments) == 2 and arguments[1].free_symbols:
+        raise SpecError(f"{where}: the value at zero of Heaviside(x, h0) must be a number")
+    if name == "polylog" and arguments[0] == 1:
+        return -sp.log(1 - arguments[1])  # Li_1(z) = -log(1 - z), which every layer evaluates
+    return _CALLABLES[name].function(*arguments)
+
+
+def _build(node: ast.AST, names: Mapping[str, Any], where: str) -> Any:
+    r"""The SymPy object of a checked syntax tree (see :func:`_check_syntax`); depth is bounded there."""
+    if isinstance(node, ast.Constant):
+        if isinstance(node.value, bool):
+            return sp.true if node.value else sp.false
+        return sp.Integer(node.value) if isinstance(node.value, int) else sp.Float(node.value)
+    if isinstance(node, ast.Name):
+        return names[node.id]
+    if isinstance(node, ast.UnaryOp):
+        operand = _build(node.operand, names, where)
+        return -operand if isinstance(node.op, ast.USub) else operand
+    if isinstance(node, ast.BinOp):
+        if not _chain(node):
+            return _power(_build(node.left, names, where), _build(node.right, names, where), where)
+        first, rest = _operands(node)
+        value = _build(first, names, where)
+        for op, operand in rest:
+            value = _BINARY[type(op)](value, _build(operand, names, where))
+        return value
+    if isinstance(node, ast.Compare):
+        values = [_build(n, names, where) for n in (node.left, *node.comparators)]
+        relations = [_COMPARISONS[type(op)](lhs, rhs) for op, lhs, rhs in zip(node.ops, values, values[1:])]
+        return sp.And(*relations) if len(relations) > 1 else relations[0]
+    # a call (the only node left after the check)
+    arguments = [tuple(_build(e, names, where) for e in a.elts) if isinstance(a, ast.Tuple) else _build(a, names, where) for a in node.args]
+    return _call(node.func.id, arguments, where)
+
+
+def _check_finite(expr: sp.Basic, text: str, where: str, infinite: bool = False) -> None:
+    r"""Refuses undefined values (``1/0``, ``0/0``), infinities and constants beyond float64."""
+    undefined = (sp.zoo, sp.nan) if infinite else (sp.zoo, sp.nan, sp.oo, -sp.oo)
+    if expr.has(*undefined):
+        raise SpecError(f"{where}: {_short(text)} is undefined or infinite ({_short(sp.sstr(expr))}): a division by zero, or a number beyond the floating-point range")
+    if infinite and expr in (sp.oo, -sp.oo):
+        return
+    stack = [expr]
+    while stack:
+        node = stack.pop()
+        if not isinstance(node, sp.Expr):
+            stack.extend(node.args)
+        elif not node.free_symbols:
+            if node.is_Number:
+                continue
+            value = node.evalf(15)
+            if value.is_Number and value.is_finite and abs(value) > 1e300:
+                raise SpecError(f"{where}: the constant {_short(sp.sstr(node))} = {sp.sstr(value)} is beyond the floating-point range")
+        else:
+            stack.extend(node.args)
+
+
+def parse_expression(text: str, names: Mapping[str, Any], where: str, infinite: bool = False) -> sp.Expr:
+    r"""Parses a spec string into a SymPy expression in a closed namespace, within :data:`LIMITS`.
+
+    The string is parsed as a Python expression and checked node by node (arithmetic,
+    comparisons, calls of :data:`FUNCTIONS`, known names, numbers) before anything is built;
+    the SymPy expression is then constructed from the syntax tree directly. No ``eval``, no
+    ``sympify`` of text, no attribute access: nothing in the string can run.
 
     Arguments:
         text: The expression, e.g. ``"alpha*CF/pi/x"``; ``^`` is read as a power.
         names: The symbols and constants the string may use (functions come from
             :data:`FUNCTIONS`, constants from :data:`CONSTANTS`).
         where: The field name for error messages, e.g. ``"target.density"``.
+        infinite: Whether the value may be ``oo`` (a support endpoint).
 
     Returns:
         The expression. Raises :class:`SpecError` naming ``where`` and ``text`` otherwise.
     """
     if not isinstance(text, (str, int, float)) or isinstance(text, bool):
-        raise SpecError(f"{where}: expected an expression string, got {text!r}")
-    text = str(text).strip().replace("^", "**")
+        raise SpecError(f"{where}: expected an expression string, got {_short(text)}")
+    text = str(text).strip()
+    if len(text) > LIMITS.expression_length:
+        raise SpecError(f"{where}: the expression is {len(text)} characters long, more than the limit {LIMITS.expression_length}")
     if not text:
         raise SpecError(f"{where}: empty expression")
-    namespace = {**FUNCTIONS, **CONSTANTS, **names}
-    _check_syntax(text, namespace, where)
     try:
-        value = parse_expr(text, local_dict=dict(namespace), global_dict=dict(_PARSER_GLOBALS), transformations=(auto_number,))
+        tree = ast.parse(text.replace("^", "**"), mode="eval")
+    except SyntaxError as error:
+        raise SpecError(f"{where}: cannot parse {_short(text)}: {error.msg} at column {error.offset}") from None
+    except ValueError as error:  # e.g. an integer literal too long to convert
+        raise SpecError(f"{where}: cannot parse {_short(text)}: {_short(str(error))}") from None
+    except (RecursionError, MemoryError):
+        raise SpecError(f"{where}: the expression is nested too deeply to parse (limit {LIMITS.expression_depth} levels)") from None
+    namespace = {**FUNCTIONS, **CONSTANTS, **names}
+    _check_syntax(tree, text, namespace, where)
+    try:
+        value = _build(tree.body, namespace, where)
+    except SpecError:
+        raise
     except Exception as error:  # SymPy raises many types for malformed input
-        raise SpecError(f"{where}: cannot evaluate {text!r}: {error}") from None
+        raise SpecError(f"{where}: cannot evaluate {_short(text)}: {_short(str(error))}") from None
     if not isinstance(value, sp.Expr):
-        raise SpecError(f"{where}: {text!r} is not an expression")
+        raise SpecError(f"{where}: {_short(text)} is not an expression")
+    _check_finite(value, text, where, infinite)
     return value
 
 
@@ -144,10 +361,19 @@ class Problem:
     #: The symbol :math:`q` in which :attr:`f` is written.
     q = sp.Symbol("q", positive=True)
 
+    def __post_init__(self) -> None:
+        # the name becomes part of file and module names, whichever way the problem was built
+        if not isinstance(self.name, str) or not _NAME.fullmatch(self.name):
+            raise SpecError(f"name: {_short(self.name)} is not a usable name: 1 to 64 ASCII letters, digits, '_', '.' or '-', starting with a letter or digit")
+
     @property
     def C_squared(self) -> sp.Expr:
         r""":math:`C^2 = 1/(2w)`."""
         return 1 / (2 * self.weight)
+
+    def where(self, field: str, message: str) -> str:
+        r"""``message`` about a field, prefixed with the spec file where there is one."""
+        return f"{one_line(self.source)}: {field}: {message}" if self.source else f"{field}: {message}"
 
     @property
     def support_floats(self) -> tuple[float, float]:
@@ -176,22 +402,28 @@ class Problem:
         return a + width * t if self.singular != "upper" else b - width * t
 
 
+def _identifier(name: Any) -> bool:
+    return isinstance(name, str) and name.isascii() and name.isidentifier() and not name.startswith("_")
+
+
 def _symbol_for(name: str, positive: bool) -> sp.Symbol:
     return sp.Symbol(name, positive=True) if positive else sp.Symbol(name, real=True)
 
 
-def _as_expr(value: Any, names: Mapping[str, Any], where: str) -> sp.Expr:
+def _as_expr(value: Any, names: Mapping[str, Any], where: str, infinite: bool = False) -> sp.Expr:
     if isinstance(value, sp.Basic):
+        # a Python spec's own SymPy object: the same finiteness rules as for a string
         if not isinstance(value, sp.Expr):
-            raise SpecError(f"{where}: {value!r} is not an expression")
+            raise SpecError(f"{where}: {_short(sp.sstr(value))} is not an expression")
+        _check_finite(value, sp.sstr(value), where, infinite)
         return value
-    return parse_expression(value, names, where)
+    return parse_expression(value, names, where, infinite)
 
 
 def _check_free(expr: sp.Expr, allowed: set[sp.Symbol], where: str) -> None:
     extra = expr.free_symbols - allowed
     if extra:
-        raise SpecError(f"{where}: unknown name {sorted(map(str, extra))[0]!r} in {sp.sstr(expr)!r}")
+        raise SpecError(f"{where}: unknown name {sorted(map(str, extra))[0]!r} in {_short(sp.sstr(expr))}")
 
 
 def _matching_function(f: Any, q: sp.Symbol) -> tuple[sp.Expr, str]:
@@ -210,7 +442,7 @@ def _matching_function(f: Any, q: sp.Symbol) -> tuple[sp.Expr, str]:
         slope = np.broadcast_to(np.asarray(derivative(grid), dtype=complex), grid.shape)
     real = np.isfinite(slope) & (np.abs(slope.imag) <= 1e-12 * np.abs(slope.real))
     if not real.all() or not ((slope.real > 0).all() or (slope.real < 0).all()):
-        raise SpecError(f"matching.f: {sp.sstr(expr)!r} is not strictly monotone and real for q > 0 (its derivative changes sign or vanishes)")
+        raise SpecError(f"matching.f: {_short(sp.sstr(expr))} is not strictly monotone and real for q > 0 (its derivative changes sign or vanishes)")
     return expr, "custom"
 
 
@@ -250,30 +482,30 @@ def make_problem(
     Returns:
         The validated problem. Raises :class:`SpecError` naming the field otherwise.
     """
-    if not isinstance(name, str) or not name.strip():
-        raise SpecError(f"name: expected a non-empty string, got {name!r}")
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise SpecError(f"name: {_short(name)} is not a usable name: 1 to 64 ASCII letters, digits, '_', '.' or '-', starting with a letter or digit")
     x_name = x.name if isinstance(x, sp.Symbol) else x
     a_name = coupling.name if isinstance(coupling, sp.Symbol) else coupling
     for field_name, value in (("target.x", x_name), ("target.alpha", a_name)):
-        if not isinstance(value, str) or not value.isidentifier() or value.startswith("_") or value in FUNCTIONS or value in CONSTANTS:
-            raise SpecError(f"{field_name}: {value!r} is not a usable symbol name")
+        if not _identifier(value) or value in FUNCTIONS or value in CONSTANTS:
+            raise SpecError(f"{field_name}: {_short(value)} is not a usable symbol name (an ASCII identifier not starting with '_', not a function or constant name)")
     if x_name == a_name:
         raise SpecError(f"target.alpha: the coupling and the variable are both called {x_name!r}")
 
     values: dict[str, sp.Expr] = {}
     for key, text in (constants or {}).items():
-        if not str(key).isidentifier() or str(key).startswith("_") or key in (x_name, a_name) or key in FUNCTIONS or key in CONSTANTS:
-            raise SpecError(f"constants.{key}: {key!r} is not a usable constant name")
+        if not _identifier(key) or key in (x_name, a_name) or key in FUNCTIONS or key in CONSTANTS:
+            raise SpecError(f"constants: {_short(key)} is not a usable constant name (an ASCII identifier not starting with '_', not a function, constant or variable name)")
         value = _as_expr(text, values, f"constants.{key}")
         if value.free_symbols:
-            raise SpecError(f"constants.{key}: {sp.sstr(value)!r} is not a number")
+            raise SpecError(f"constants.{key}: {_short(sp.sstr(value))} is not a number")
         values[str(key)] = value
 
     if not (isinstance(support, (list, tuple)) and len(support) == 2):
-        raise SpecError(f"target.support: expected two endpoints like [\"0\", \"1/2\"], got {support!r}")
-    ends = tuple(_as_expr(e, values, f"target.support[{i}]") for i, e in enumerate(support))
+        raise SpecError(f"target.support: expected two endpoints like [\"0\", \"1/2\"], got {_short(support)}")
+    ends = tuple(_as_expr(e, values, f"target.support[{i}]", infinite=True) for i, e in enumerate(support))
     if any(e.free_symbols for e in ends) or not all(e.is_extended_real for e in ends):
-        raise SpecError(f"target.support: endpoints must be real numbers, got {support!r}")
+        raise SpecError(f"target.support: endpoints must be real numbers, got {_short(support)}")
     lower, upper = float(ends[0]), float(ends[1])
     if not lower < upper:
         raise SpecError(f"target.support: empty or reversed support [{sp.sstr(ends[0])}, {sp.sstr(ends[1])}]")
@@ -281,11 +513,13 @@ def make_problem(
         raise SpecError("target.support: a support infinite at both ends is not supported yet; shift it to a half-line")
 
     if singular not in _SINGULAR:
-        raise SpecError(f"target.singular: expected one of {', '.join(_SINGULAR)}, got {singular!r}")
+        raise SpecError(f"target.singular: expected one of {', '.join(_SINGULAR)}, got {_short(singular)}")
     if (singular == "lower" and math.isinf(lower)) or (singular == "upper" and math.isinf(upper)):
         raise SpecError(f"target.singular: the {singular} endpoint is infinite; δ and plus distributions need a finite endpoint")
     if isinstance(order, bool) or not isinstance(order, int) or order < 0:
-        raise SpecError(f"target.order: expected an integer N >= 0, got {order!r}")
+        raise SpecError(f"target.order: expected an integer N >= 0, got {_short(order)}")
+    if order > LIMITS.order:
+        raise SpecError(f"target.order: {order} exceeds the limit {LIMITS.order}")
 
     xs = _symbol_for(x_name, positive=lower >= 0)
     alpha = sp.Symbol(a_name, positive=True)
@@ -300,7 +534,7 @@ def make_problem(
 
     p = physics_expr(density, "target.density")
     if alpha not in p.free_symbols:
-        raise SpecError(f"target.density: {sp.sstr(p)!r} does not depend on the coupling {a_name!r}")
+        raise SpecError(f"target.density: {_short(sp.sstr(p))} does not depend on the coupling {a_name!r}")
     f_expr, f_kind = _matching_function(f, Problem.q)
 
     if C is not None and weight is not None:
@@ -310,16 +544,18 @@ def make_problem(
     else:
         c = physics_expr(1 if C is None else C, "matching.C")
         w = 1 / (2 * c**2)
+        if w.has(sp.zoo, sp.nan):
+            raise SpecError(f"matching.C: C = {_short(sp.sstr(c))} vanishes identically, so the weight 1/(2C^2) is infinite everywhere")
 
     try:
         lo_alpha, hi_alpha = (float(v) for v in coupling_range)
     except (TypeError, ValueError):
-        raise SpecError(f"train.alpha_range: expected two numbers, got {coupling_range!r}") from None
+        raise SpecError(f"train.alpha_range: expected two numbers, got {_short(coupling_range)}") from None
     if not 0 < lo_alpha < hi_alpha or not math.isfinite(hi_alpha):
-        raise SpecError(f"train.alpha_range: need 0 < alpha_min < alpha_max, got {list(coupling_range)!r}")
+        raise SpecError(f"train.alpha_range: need 0 < alpha_min < alpha_max, got {_short(list(coupling_range))}")
 
     problem = Problem(
-        name=name.strip(), x=xs, coupling=alpha, support=ends, singular=singular, order=order,
+        name=name, x=xs, coupling=alpha, support=ends, singular=singular, order=order,
         density=p, f=f_expr, f_kind=f_kind, weight=w, coupling_range=(lo_alpha, hi_alpha),
         constants=values, source=source,
     )
@@ -336,7 +572,7 @@ def _check_weight(problem: Problem) -> None:
     bad = ~np.isfinite(values) | (np.abs(values.imag) > 0) | (values.real < 0)
     if bad.any():
         i, j = np.argwhere(bad)[0]
-        raise SpecError(f"matching: the weight 1/(2C^2) = {sp.sstr(problem.weight)!r} is {values[i, j]} at x={xs[i, 0]:.6g}, alpha={alphas[0, j]:.6g}; it must be real, finite and >= 0")
+        raise SpecError(f"matching: the weight 1/(2C^2) = {_short(sp.sstr(problem.weight))} is {values[i, j]} at x={xs[i, 0]:.6g}, alpha={alphas[0, j]:.6g}; it must be real, finite and >= 0")
 
 
 _TOML_KEYS = {
@@ -347,56 +583,91 @@ _TOML_KEYS = {
 }
 
 
-def load_spec(path: str | Path) -> Problem:
+def load_spec(path: str | Path, *, python: bool = True) -> Problem:
     r"""Loads a TOML spec, or a Python spec file that defines ``problem`` (see :func:`make_problem`).
+
+    A TOML spec is data: its strings are parsed by :func:`parse_expression`, and nothing in it
+    runs. A Python spec is code and runs as code, with the user's rights: load only files you
+    trust.
+
+    Arguments:
+        path: The spec file, ``.toml`` or ``.py``.
+        python: Whether a ``.py`` spec may run; ``False`` refuses it (run directories are
+            data and are read this way).
 
     Every failure raises :class:`SpecError` with the file name, the field and the text.
     """
     path = Path(path)
-    if not path.is_file():
-        raise SpecError(f"{path}: no such spec file")
     try:
         if path.suffix == ".py":
+            if not python:
+                raise SpecError("a Python spec is code; here only a TOML spec is read")
+            if not path.is_file():
+                raise SpecError("no such spec file")
             return _load_python(path)
-        return _load_toml(path)
+        return _parse_toml(_read_spec(path), _default_name(path.stem), str(path))
     except SpecError as error:
-        message = str(error)
-        raise SpecError(message if message.startswith(str(path)) else f"{path}: {message}") from None
+        raise SpecError(f"{one_line(path)}: {error}") from None
+
+
+def _read_spec(path: Path) -> str:
+    r"""The text of a spec file, refused in one line if missing, unreadable, too large or not UTF-8."""
+    try:
+        if not path.is_file():
+            raise SpecError("no such spec file")
+        with open(path, "rb") as stream:
+            data = stream.read(LIMITS.spec_bytes + 1)
+    except OSError as error:
+        raise SpecError(f"cannot read the spec: {error.strerror or error}") from None
+    if len(data) > LIMITS.spec_bytes:
+        raise SpecError(f"the spec file is larger than the limit of {LIMITS.spec_bytes} bytes")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise SpecError(f"the spec is not UTF-8 text ({error.reason} at byte {error.start})") from None
+
+
+def _default_name(stem: str) -> str:
+    r"""A usable problem name from a file name: characters outside the name set become ``_``."""
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", stem)[:64].lstrip("_.-")
+    return name or "problem"
 
 
 def _load_python(path: Path) -> Problem:
     try:
         namespace = runpy.run_path(str(path), run_name="renorm_spec")
     except Exception as error:  # the user's own code: report it in one line
-        raise SpecError(f"error while running the Python spec: {type(error).__name__}: {error}") from None
+        raise SpecError(f"error while running the Python spec: {type(error).__name__}: {_short(str(error))}") from None
     problem = namespace.get("problem")
     if not isinstance(problem, Problem):
         raise SpecError("a Python spec must define `problem = renorm.symbolic.make_problem(...)`")
     return problem
 
 
-def _load_toml(path: Path) -> Problem:
+def _parse_toml(text: str, default_name: str, source: str | None) -> Problem:
     try:
-        data = tomllib.loads(path.read_text())
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
         raise SpecError(f"not valid TOML: {error}") from None
+    except (RecursionError, MemoryError):
+        raise SpecError("not valid TOML: nested too deeply") from None
     for table, allowed in _TOML_KEYS.items():
         section = data if not table else data.get(table, {})
         if not isinstance(section, dict):
             raise SpecError(f"{table}: expected a table")
         for key in section:
-            if table == "" and key in allowed:
-                continue
             if key not in allowed:
                 where = f"{table}.{key}" if table else key
-                raise SpecError(f"{where}: unknown key (expected one of {', '.join(sorted(allowed))})")
+                raise SpecError(f"{one_line(where[:80])}: unknown key (expected one of {', '.join(sorted(allowed))})")
+    if not isinstance(data.get("constants", {}), dict):
+        raise SpecError("constants: expected a table")
     target = data.get("target")
     if not isinstance(target, dict) or "density" not in target:
         raise SpecError("target.density: missing (the [target] table needs a density)")
     matching = data.get("matching", {})
     train = data.get("train", {})
     return make_problem(
-        name=data.get("name", path.stem),
+        name=data.get("name", default_name),
         density=target["density"],
         x=target.get("x", "x"),
         coupling=target.get("alpha", "alpha"),
@@ -408,5 +679,51 @@ def _load_toml(path: Path) -> Problem:
         weight=matching.get("weight"),
         coupling_range=train.get("alpha_range", (0.05, 0.3)),
         constants=data.get("constants", {}),
-        source=str(path),
+        source=source,
     )
+
+
+def _toml_string(text: str) -> str:
+    # JSON's string escapes are TOML's basic-string escapes
+    return json.dumps(text, ensure_ascii=True)
+
+
+def to_toml(problem: Problem) -> str:
+    r"""The problem as a TOML spec: data that :func:`load_spec` reads back to the same problem.
+
+    Constants are already substituted, so the text has none. A run directory stores its
+    problem this way (a Python spec's code never goes into it).
+
+    Raises:
+        SpecError: If the text does not read back to the same problem (its hash differs), e.g.
+            because it uses a function a TOML spec may not call.
+    """
+    f = problem.f_kind if problem.f_kind != "custom" else sp.sstr(problem.f)
+    lines = [
+        "# The problem of a renorm-flows run, stored as data (constants substituted).",
+        f"name = {_toml_string(problem.name)}",
+        "",
+        "[target]",
+        f"x = {_toml_string(problem.x.name)}",
+        f"alpha = {_toml_string(problem.coupling.name)}",
+        f"support = [{', '.join(_toml_string(sp.sstr(e)) for e in problem.support)}]",
+        f"singular = {_toml_string(problem.singular)}",
+        f"order = {problem.order}",
+        f"density = {_toml_string(sp.sstr(problem.density))}",
+        "",
+        "[matching]",
+        f"f = {_toml_string(f)}",
+        f"weight = {_toml_string(sp.sstr(problem.weight))}",
+        "",
+        "[train]",
+        f"alpha_range = [{problem.coupling_range[0]!r}, {problem.coupling_range[1]!r}]",
+        "",
+    ]
+    text = "\n".join(lines)
+    try:
+        again = _parse_toml(text, problem.name, None)
+    except SpecError as error:
+        raise SpecError(f"the problem {problem.name!r} cannot be written as a TOML spec: {error}") from None
+    if again.sha256 != problem.sha256:
+        raise SpecError(f"the problem {problem.name!r} cannot be written as a TOML spec: it does not read back to the same expressions")
+    return text

@@ -546,7 +546,7 @@ def test_generation_is_byte_identical_across_hash_seeds():
 
 def test_load_caches_in_memory_and_on_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("RENORM_CACHE", str(tmp_path))
-    problem = make_problem(name="cache me", density="2*x + alpha*(1 - 2*x)", f="linear")
+    problem = make_problem(name="cache-me", density="2*x + alpha*(1 - 2*x)", f="linear")
     first = codegen.load(problem)
     assert codegen.load(problem) is first
     files = list((tmp_path / "codegen").glob("*.py"))

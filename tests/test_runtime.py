@@ -232,7 +232,7 @@ def test_every_example_runs_through_renorm_run(name, tmp_path, capsys):
 
 @pytest.mark.parametrize("args, message", [
     (["eval", "no-such-dir", "--alpha", "0.1", "--x", "0.1"], "no such run directory"),
-    (["sample", "no-such-dir", "--alpha", "0.1", "-n", "0"], "-n must be positive"),
+    (["sample", "no-such-dir", "--alpha", "0.1", "-n", "0"], "-n must be between 1 and"),
     (["train", str(ANGULARITY), "--out", "x", "--optimizer", "lbfgs", "--sampling", "monte-carlo"], "lbfgs needs"),
     (["train", str(ANGULARITY), "--out", "x", "--sampling", "monte-carlo"], "refinement needs deterministic quadrature"),
 ])

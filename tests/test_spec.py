@@ -64,7 +64,7 @@ def test_hash_ignores_comments_but_not_content(tmp_path):
         ('density = "alpha', 'density = "__import__(\'os\').system(\'echo hacked\')+alpha', "attribute access is not allowed"),
         ('density = "alpha', 'density = "__import__(\'os\')+alpha', "unknown function '__import__'"),
         ('density = "alpha', 'density = "x.__class__+alpha', "attribute access is not allowed"),
-        ('density = "alpha', 'density = "(lambda: 1)()+alpha', "unknown function"),
+        ('density = "alpha', 'density = "(lambda: 1)()+alpha', "calling an expression is not allowed"),
         ('density = "alpha', 'density = "\'text\'+alpha', "only numbers"),
         ('["0", "1/2"]', '["1/2", "0"]', "reversed support"),
         ('["0", "1/2"]', '["1", "1"]', "empty or reversed support"),

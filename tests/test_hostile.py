@@ -1,0 +1,246 @@
+r"""Hostile input: nothing from a spec, a file name or a run directory executes, hangs or crashes.
+
+Every case runs the real command line in a fresh process, all of them concurrently (one per core),
+each under a harness timeout: a case that hangs is killed and fails. Each asserts its exit code,
+exactly one line on stderr naming the problem, that no marker file was created by any payload,
+and that nothing was written where the command was refused.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
+#: What a payload would create: its presence anywhere in the case folder means code ran.
+MARKER = "PWNED"
+#: The harness's bound on one case, far above what any refusal takes (about 1-3 s each).
+TIMEOUT = 120
+TOUCH = f"import os; os.system('touch {MARKER}')"
+
+
+def spec(density: str = "alpha*CF/pi/x*(2*log((1 - x)/x) + 3*x - 3/2)", *, name: str = '"h"', target: str = "", matching: str = "",
+         constants: str = 'CF = "4/3"') -> str:
+    r"""A TOML spec around the given fields (the angularity by default)."""
+    return textwrap.dedent(f'''\
+        name = {name}
+        [constants]
+        {constants}
+        [target]
+        support = ["0", "1/2"]
+        {target}
+        density = "{density}"
+        [matching]
+        f = "log"
+        {matching}
+        ''')
+
+
+@dataclass
+class Case:
+    r"""One hostile input: the files to lay out, the command, and what it must answer."""
+
+    files: dict[str, str | bytes]
+    argv: list[str]
+    message: str
+    code: int = 2
+    #: Paths (relative to the case folder) that must not exist afterwards.
+    absent: tuple[str, ...] = ()
+    #: A Python snippet run afterwards in the case folder (e.g. importing a generated file).
+    after: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+
+
+NAME_PAYLOAD = "'a\"\"\"; " + TOUCH.replace("'", '\\"') + "; r\"\"\"'"
+FILE_PAYLOAD = f"evil\n{TOUCH}\n#.toml"
+SPEC_PY = f"{TOUCH}\nfrom renorm.symbolic import make_problem\nproblem = make_problem(name='p', density='alpha/x')\n"
+
+CASES: dict[str, Case] = {
+    # code execution through names written into generated source
+    "name-codegen": Case({"s.toml": spec(name=NAME_PAYLOAD)}, ["renorm-codegen", "s.toml", "-o", "out.py"], "is not a usable name", absent=("out.py",)),
+    "name-train": Case({"s.toml": spec(name=NAME_PAYLOAD)}, ["renorm", "train", "s.toml", "--out", "run"], "is not a usable name", absent=("run",)),
+    "name-run": Case({"s.toml": spec(name=NAME_PAYLOAD)}, ["renorm", "run", "s.toml", "--out", "run"], "is not a usable name", absent=("run",)),
+    "name-newline": Case({"s.toml": spec(name='"a\\n" \n')}, ["renorm", "train", "s.toml", "--out", "run"], "is not a usable name", absent=("run",)),
+    "name-not-a-string": Case({"s.toml": spec(name="5")}, ["renorm", "expand", "s.toml"], "is not a usable name"),
+    # a file name that would break out of the header comment: generated, escaped, imported safely
+    "file-name": Case({FILE_PAYLOAD: spec()}, ["renorm-codegen", FILE_PAYLOAD, "-o", "out.py"], "", code=0,
+                      after="import runpy, sys; sys.path.insert(0, '.'); runpy.run_path('out.py'); "
+                            "lines = open('out.py').read().splitlines(); assert lines[0].startswith('# Generated') and lines[1].startswith('# Do not edit')"),
+    # run directories are data
+    "run-dir-spec-py": Case({"run/spec.py": SPEC_PY, "run/checkpoint.pt": b"\0"}, ["renorm", "verify", "run"], "no spec.toml in the run directory"),
+    "run-dir-spec-py-eval": Case({"run/spec.py": SPEC_PY}, ["renorm", "eval", "run", "--alpha", "0.1", "--x", "0.1"], "pass the spec with --spec"),
+    "run-dir-spec-py-plot": Case({"run/spec.py": SPEC_PY}, ["renorm", "plot", "run"], "no spec.toml"),
+    "run-dir-spec-py-sample": Case({"run/spec.py": SPEC_PY}, ["renorm", "sample", "run", "--alpha", "0.1", "-n", "3"], "no spec.toml"),
+    "run-dir-toml-payload": Case({"run/spec.toml": spec(name=NAME_PAYLOAD)}, ["renorm", "verify", "run"], "is not a usable name"),
+    "run-dir-spec-is-code": Case({"run/spec.toml": SPEC_PY}, ["renorm", "verify", "run"], "not valid TOML"),
+    "run-dir-spec-symlink-loop": Case({"run/.keep": ""}, ["renorm", "verify", "run"], "no spec.toml"),
+    # inputs that used to hang
+    "power-tower": Case({"s.toml": spec("alpha/x*10**10**10")}, ["renorm", "expand", "s.toml"], "exceeds the limit 1000"),
+    "gamma-huge": Case({"s.toml": spec("alpha/x*gamma(10**8)")}, ["renorm", "expand", "s.toml"], "argument limit"),
+    "zeta-huge": Case({"s.toml": spec("alpha/x*zeta(10**6)")}, ["renorm", "expand", "s.toml"], "argument limit"),
+    "order-huge": Case({"s.toml": spec(target="order = 1000000")}, ["renorm", "expand", "s.toml"], "target.order: 1000000 exceeds the limit"),
+    "spec-50MB": Case({"s.toml": spec("alpha/x" + "+0" * 25_000_000)}, ["renorm", "expand", "s.toml"], "larger than the limit"),
+    "expression-long": Case({"s.toml": spec("alpha/x" + "+0" * 20_000)}, ["renorm", "expand", "s.toml"], "characters long, more than the limit"),
+    "magic-c-power-tower": Case({"s.toml": spec()}, ["renorm", "magic-c", "s.toml", "--q", "x*10**10**10"], "exceeds the limit 1000"),
+    "magic-c-import": Case({"s.toml": spec()}, ["renorm", "magic-c", "s.toml", "--q", "__import__('os').system('touch PWNED')"], "not allowed"),
+    "pole-inside-solve": Case({"s.toml": spec("alpha/(x-1/4)")}, ["renorm", "solve", "s.toml", "--alpha", "0.1"], "non-integrable singularity at x = 0.25"),
+    "pole-inside-expand": Case({"s.toml": spec("alpha/(x-1/4)**2")}, ["renorm", "expand", "s.toml"], "s.toml: target.density: the coefficient p^1"),
+    "double-pole-inside": Case({"s.toml": spec("alpha/(x**2 - x/2 + 1/16)")}, ["renorm", "solve", "s.toml", "--alpha", "0.1"], "non-integrable singularity at x = 0.25"),
+    "pole-at-regular-end": Case({"s.toml": spec("alpha/(1/2 - x)")}, ["renorm", "solve", "s.toml", "--alpha", "0.1"], "not integrable at the upper endpoint"),
+    # inputs that used to end in a traceback
+    "C-zero": Case({"s.toml": spec(matching='C = "0"')}, ["renorm", "solve", "s.toml", "--alpha", "0.1"], "vanishes identically"),
+    "weight-division-by-zero": Case({"s.toml": spec(matching='weight = "1/(x-x)"')}, ["renorm", "solve", "s.toml", "--alpha", "0.1"], "undefined or infinite"),
+    "exponent-huge": Case({"s.toml": spec("alpha*x**(10**9)")}, ["renorm", "expand", "s.toml"], "exceeds the limit 1000"),
+    "polylog-3": Case({"s.toml": spec("alpha/x*log(1/x)*(1+polylog(3, x))")}, ["renorm", "expand", "s.toml"], "implemented for s = 1 and 2 only"),
+    "zeta-of-x": Case({"s.toml": spec("alpha/x*zeta(x)")}, ["renorm", "expand", "s.toml"], "zeta takes a number"),
+    "lambertw-branch": Case({"s.toml": spec("alpha/x*LambertW(-x/4, -1)")}, ["renorm", "expand", "s.toml"], "principal branch"),
+    "sum-10k-terms": Case({"s.toml": spec("+".join(["alpha/x"] * 10_000))}, ["renorm", "expand", "s.toml"], "more than the limit"),
+    "sum-2k-terms": Case({"s.toml": spec("+".join(["alpha*x"] * 2_100))}, ["renorm", "expand", "s.toml"], "more than 2000 terms"),
+    "unary-minus-100k": Case({"s.toml": spec("alpha*" + "-" * 100_000 + "x")}, ["renorm", "expand", "s.toml"], "more than the limit"),
+    "unary-minus-19k": Case({"s.toml": spec("alpha*" + "-" * 19_000 + "x")}, ["renorm", "expand", "s.toml"], "nested too deeply"),
+    "power-chain-100k": Case({"s.toml": spec("alpha*" + "x**" * 100_000 + "x")}, ["renorm", "expand", "s.toml"], "more than the limit"),
+    "power-chain-5k": Case({"s.toml": spec("alpha*" + "x**" * 5_000 + "x")}, ["renorm", "expand", "s.toml"], "nested too deeply"),
+    "parentheses-9k": Case({"s.toml": spec("alpha*" + "(" * 9_000 + "x" + ")" * 9_000)}, ["renorm", "expand", "s.toml"], "cannot parse"),
+    "nested-calls": Case({"s.toml": spec("alpha/x*" + "exp(" * 45 + "x" + ")" * 45)}, ["renorm", "expand", "s.toml"], "nested more than 40 levels"),
+    "support-nested-100k": Case({"s.toml": spec().replace('support = ["0", "1/2"]', "support = " + "[" * 100_000 + "]" * 100_000)},
+                                ["renorm", "expand", "s.toml"], "nested too deeply"),
+    "integer-literal-huge": Case({"s.toml": spec("alpha/x*" + "9" * 5000)}, ["renorm", "expand", "s.toml"], "cannot parse"),
+    "float-overflow": Case({"s.toml": spec("alpha/x*1e400")}, ["renorm", "expand", "s.toml"], "undefined or infinite"),
+    "constant-beyond-float": Case({"s.toml": spec("alpha/x*exp(1000)")}, ["renorm", "expand", "s.toml"], "beyond the floating-point range"),
+    "x-nan": Case({"s.toml": spec()}, ["renorm", "solve", "s.toml", "--alpha", "0.1", "--x", "nan"], "--x must be finite"),
+    "x-inf": Case({"s.toml": spec()}, ["renorm", "expand", "s.toml", "--x", "inf"], "--x must be finite"),
+    "constants-not-a-table": Case({"s.toml": spec().replace('[constants]\nCF = "4/3"\n', 'constants = 3\n').replace("CF", "4/3")},
+                                  ["renorm", "expand", "s.toml"], "constants: expected a table"),
+    "constant-name-dunder": Case({"s.toml": spec(constants='__class__ = "1"')}, ["renorm", "expand", "s.toml"], "not a usable constant name"),
+    "variable-name-newline": Case({"s.toml": spec(target='x = "x\\n"')}, ["renorm", "expand", "s.toml"], "not a usable symbol name"),
+    "spec-not-utf8": Case({"s.toml": b"name = \"h\"\n\xff\xfe\n"}, ["renorm", "expand", "s.toml"], "not UTF-8"),
+    "spec-is-directory": Case({"d/.keep": ""}, ["renorm", "expand", "d"], "no such spec file"),
+    "spec-missing-newline-name": Case({}, ["renorm", "expand", "no\nsuch.toml"], "no such spec file"),
+    "piecewise-not-pairs": Case({"s.toml": spec("alpha/x*Piecewise(x, 1)")}, ["renorm", "expand", "s.toml"], "(value, condition) pairs"),
+    "sample-too-many": Case({"s.toml": spec()}, ["renorm", "sample", "run", "--alpha", "0.1", "-n", "1000000000000"], "-n must be between 1 and"),
+}
+
+
+def _prepare(case_id: str, case: Case, root: Path) -> Path:
+    folder = root / case_id
+    folder.mkdir()
+    for name, content in case.files.items():
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    if case_id == "run-dir-spec-symlink-loop":
+        os.symlink("spec.toml", folder / "run" / "spec.toml")
+    return folder
+
+
+def _command(argv: list[str]) -> list[str]:
+    program = {"renorm": "renorm.runtime._cli", "renorm-codegen": "renorm.codegen._cli"}[argv[0]]
+    return [sys.executable, "-m", program, *argv[1:]]
+
+
+def _run(case_id: str, case: Case, folder: Path, cache: Path) -> tuple[subprocess.CompletedProcess | None, str | None]:
+    env = {**os.environ, "RENORM_CACHE": str(cache), **case.env}
+    try:
+        result = subprocess.run(_command(case.argv), cwd=folder, capture_output=True, text=True, timeout=TIMEOUT, env=env, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        return None, None
+    after = None
+    if case.after and result.returncode == case.code:
+        check = subprocess.run([sys.executable, "-c", case.after], cwd=folder, capture_output=True, text=True, timeout=TIMEOUT, env=env)
+        after = None if check.returncode == 0 else check.stderr
+    return result, after
+
+
+@pytest.fixture(scope="module")
+def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple]:
+    root = tmp_path_factory.mktemp("hostile")
+    cache = root / ".cache"
+    folders = {case_id: _prepare(case_id, case, root) for case_id, case in CASES.items()}
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
+        futures = {case_id: pool.submit(_run, case_id, case, folders[case_id], cache) for case_id, case in CASES.items()}
+        return {case_id: (folders[case_id], *future.result()) for case_id, future in futures.items()}
+
+
+@pytest.mark.parametrize("case_id", list(CASES))
+def test_hostile_input(outcomes, case_id: str):
+    case = CASES[case_id]
+    folder, result, after = outcomes[case_id]
+    assert result is not None, f"{case_id}: still running after {TIMEOUT} s (killed)"
+    markers = [p for p in folder.rglob(MARKER)] + list(Path.cwd().glob(MARKER))
+    assert not markers, f"{case_id}: a payload ran and created {markers}"
+    lines = result.stderr.strip().splitlines()
+    if case.code == 0:
+        assert result.returncode == 0, result.stderr
+        assert after is None, after
+        return
+    assert result.returncode == case.code, (result.returncode, result.stderr[-2000:])
+    assert len(lines) == 1, f"expected one line on stderr, got: {result.stderr[-2000:]}"
+    assert case.message in lines[0], lines[0]
+    assert "Traceback" not in result.stderr and len(lines[0]) < 2000
+    for path in case.absent:
+        assert not (folder / path).exists(), f"{case_id}: {path} was written although the command was refused"
+    leftovers = [p.name for p in folder.rglob("*") if p.name.startswith(".") and p.name.endswith(".tmp")]
+    assert not leftovers, f"half-written files: {leftovers}"
+
+
+# the kernel cache: an entry is used only if its content is what its name says and it passes the check
+def _cache_script(cache: Path) -> str:
+    return textwrap.dedent(f'''
+        import os, sys
+        os.environ["RENORM_CACHE"] = {str(cache)!r}
+        import torch
+        from renorm.codegen import load
+        from renorm.symbolic import load_spec
+        kernels = load(load_spec({str(EXAMPLES / "angularity_lo.toml")!r}))
+        value = float(kernels.p(torch.tensor([0.1], dtype=torch.float64), 0.1)[0])
+        assert abs(value - 1.3558) < 1e-3, value
+        print(kernels.__file__)
+        ''')
+
+
+def _fresh_entry(cache: Path) -> Path:
+    subprocess.run([sys.executable, "-c", _cache_script(cache)], check=True, capture_output=True, timeout=TIMEOUT)
+    (entry,) = (cache / "codegen").glob("*.py")
+    return entry
+
+
+@pytest.mark.parametrize("tamper", ["append-payload", "renamed-to-own-digest", "world-writable", "foreign-content"])
+def test_cache_entries_are_verified_before_they_run(tmp_path: Path, tamper: str):
+    cache = tmp_path / "cache"
+    entry = _fresh_entry(cache)
+    source = entry.read_text()
+    payload = source + f"\nimport os\nos.system('touch {tmp_path / MARKER}')\n"
+    if tamper == "append-payload":
+        entry.write_text(payload)
+    elif tamper == "renamed-to-own-digest":
+        # its name now matches its content, but the module check refuses the import it holds
+        entry.unlink()
+        digest = hashlib.sha256(payload.encode()).hexdigest()[:32]
+        entry = entry.with_name(f"{entry.name.split('.')[0]}.{digest}.py")
+        entry.write_text(payload)
+    elif tamper == "world-writable":
+        # a module the check accepts, named by its own digest, with one constant changed: only
+        # the permissions (anyone could have written it) keep it from being used
+        (line,) = [line for line in source.splitlines() if line.startswith("K0 = ")]
+        altered = source.replace(line, "K0 = 1.0")
+        entry.unlink()
+        entry = entry.with_name(f"{entry.name.split('.')[0]}.{hashlib.sha256(altered.encode()).hexdigest()[:32]}.py")
+        entry.write_text(altered)
+        entry.chmod(0o666)
+    else:
+        shutil.copy(EXAMPLES / "angularity_lo.toml", entry)
+    result = subprocess.run([sys.executable, "-c", _cache_script(cache)], capture_output=True, text=True, timeout=TIMEOUT)
+    assert result.returncode == 0, result.stderr
+    assert not (tmp_path / MARKER).exists(), "a tampered cache entry ran"
+    used = Path(result.stdout.strip().splitlines()[-1])
+    assert used.read_text() == source, "the module that ran is not the generated one"
