@@ -96,8 +96,9 @@ def expand(problem: Problem) -> list[sp.Expr]:
     key = _expansion_key(problem)
     if key not in _EXPANSIONS:
         terms = _expand(problem)
-        points = sorted({c for n, g in enumerate(terms) for c in _check_coefficient(problem, n, g)})
-        _EXPANSIONS[key] = (terms, tuple(points))
+        checks = [_check_coefficient(problem, n, g) for n, g in enumerate(terms)]
+        points = tuple(sorted({c for inside, _ in checks for c in inside}))
+        _EXPANSIONS[key] = (terms, points, tuple(plus for _, plus in checks))
     return list(_EXPANSIONS[key][0])
 
 
@@ -111,7 +112,7 @@ def singular_points(problem: Problem) -> tuple[float, ...]:
     return _EXPANSIONS[_expansion_key(problem)][1]
 
 
-_EXPANSIONS: dict[tuple, tuple[list[sp.Expr], tuple[float, ...]]] = {}
+_EXPANSIONS: dict[tuple, tuple[list[sp.Expr], tuple[float, ...], tuple[bool, ...]]] = {}
 
 
 def _expansion_key(problem: Problem) -> tuple:
@@ -170,13 +171,15 @@ _RESOLVED = 0.15
 _PROBES = (1e-7, 1e-10)
 
 
-def _denominators(g: sp.Expr, x: sp.Symbol) -> list[sp.Expr]:
-    r"""Expressions whose zeros are the candidate poles of ``g``: bases of negative powers,
-    ``cos`` of a ``tan``, ``1/Γ`` of a ``Γ``."""
+def _candidates(g: sp.Expr, x: sp.Symbol) -> list[sp.Expr]:
+    r"""Expressions whose zeros are the candidate singular points of ``g``: bases of negative
+    powers, arguments of logarithms, ``cos`` of a ``tan``, ``1/Γ`` of a ``Γ``."""
     out = []
     for node in sp.preorder_traversal(g):
         if node.is_Pow and node.exp.is_negative and node.base.has(x):
             out.append(node.base)
+        elif isinstance(node, sp.log) and node.has(x):
+            out.append(node.args[0])
         elif isinstance(node, sp.tan) and node.has(x):
             out.append(sp.cos(node.args[0]))
         elif isinstance(node, sp.gamma) and node.has(x):
@@ -227,66 +230,88 @@ def _local_exponent(fn, point: float, direction: float, scale: float) -> float:
     return float(np.log(values[1] / values[0]) / np.log(d[0] / d[1]))
 
 
-def _check_coefficient(problem: Problem, n: int, g: sp.Expr) -> list[float]:
-    r"""Refuses a coefficient that is not locally integrable away from the singular endpoint.
+def _unresolved(s: float) -> str:
+    return f"about {1e-16 ** (1 - s) / (1 - s):.0e} of its integral lies within float64 rounding distance of the point"
 
-    Returns the points inside the support where it has an integrable singularity.
+
+def _check_coefficient(problem: Problem, n: int, g: sp.Expr) -> tuple[list[float], bool]:
+    r"""Refuses a coefficient that is not a distribution, or one float64 quadrature cannot integrate.
+
+    Away from the singular endpoint :math:`p^n` must be integrable; where it has a singularity
+    :math:`|x - c|^{-s}`, the part of the integral within rounding distance of :math:`c`,
+    about :math:`\epsilon^{1 - s}`, must be below the quadrature's accuracy (logarithms are;
+    :math:`s = 1/2` is not). At the singular endpoint a non-integrable :math:`p^n` gets the
+    plus prescription; there, an endpoint :math:`e \ne 0` is resolved only to
+    :math:`\epsilon|e|` (the variable maps resolve distances down to 1e-300 at 0 only).
+
+    Returns:
+        The points inside the support where :math:`p^n` has an integrable singularity, and
+        whether :math:`p^n` is not integrable at a nonzero singular endpoint (``None`` where
+        the quadrature decides).
     """
     if g == 0 or not g.has(problem.x):
-        return []
+        return [], False
     a, b = problem.support_floats
     fn = numeric(g, (problem.x,))
     try:
         fn(np.array([0.5 * (a + b) if math.isfinite(a + b) else a + 1.0 if math.isfinite(a) else b - 1.0]))
     except RenormError:
-        return []  # not evaluable in NumPy: every numerical use of it refuses it in one line
+        return [], False  # not evaluable in NumPy: every numerical use of it refuses it in one line
     mapping = endpoint_map((a, b), problem.singular)
     xs = mapping.x(np.linspace(max(mapping.lo, -60.0), min(mapping.hi, 60.0), 4001))
     xs = np.unique(xs[(xs > a) & (xs < b)])
     text = sp.sstr(g)
     text = text if len(text) <= 80 else text[:77] + "..."
+    where = lambda message: SpecError(problem.where("target.density", f"the coefficient p^{n} = {text} {message}"))
     inside = []
-    for denominator in _denominators(g, problem.x):
-        for c in _zeros(numeric(denominator, (problem.x,)), xs):
+    for candidate in _candidates(g, problem.x):
+        for c in _zeros(numeric(candidate, (problem.x,)), xs):
             scale = min(c - a, b - c, 1.0)
             if scale <= 1e-12 * max(1.0, abs(c)):
                 continue  # an endpoint, checked below
             s = max(_local_exponent(fn, c, -1.0, scale), _local_exponent(fn, c, 1.0, scale))
             if s >= _NON_INTEGRABLE:
-                raise SpecError(problem.where("target.density", (
-                    f"the coefficient p^{n} = {text} has a non-integrable singularity at {problem.x} = {c:.10g} inside the support "
-                    f"({a:g}, {b:g}): a fixed-order coefficient must be integrable everywhere but at the singular endpoint")))
+                raise where(f"has a non-integrable singularity at {problem.x} = {c:.10g} inside the support ({a:g}, {b:g}): "
+                            "a fixed-order coefficient must be integrable everywhere but at the singular endpoint")
             if s > _RESOLVED:
-                raise SpecError(problem.where("target.density", (
-                    f"the coefficient p^{n} = {text} has a singularity |{problem.x} - {c:.10g}|^-{s:.2g} inside the support: integrable, "
-                    f"but float64 quadrature cannot resolve it (about {1e-16 ** (1 - s) / (1 - s):.0e} of its integral lies within rounding "
-                    "distance of the point); split the support there or smooth the singularity")))
-            if s > 0:
-                inside.append(c)
+                raise where(f"has a singularity |{problem.x} - {c:.10g}|^-{s:.2g} inside the support: integrable, but {_unresolved(s)}; "
+                            "split the support there or smooth the singularity")
+            inside.append(c)
+    plus_at_end = False
     for end, direction, name in ((a, 1.0, "lower"), (b, -1.0, "upper")):
-        if name == problem.singular:
-            continue
         if math.isinf(end):
+            if name == problem.singular:
+                continue
             # |g| ~ x^-s at large x is integrable for s > 1
             far = np.array([1e6, 1e9]) * max(1.0, abs(b if math.isinf(a) else a))
             with np.errstate(all="ignore"):
                 values = np.abs(np.asarray(fn(-far if end < 0 else far), dtype=float))
             decay = math.inf if values[1] == 0 else float(np.log(values[0] / values[1]) / np.log(far[1] / far[0]))
             if not decay > 1.0 + (1.0 - _NON_INTEGRABLE):
-                raise SpecError(problem.where("target.density", f"the coefficient p^{n} = {text} is not integrable as {problem.x} -> {end:g} (it decays like {problem.x}^-{decay:.3g})"))
+                raise where(f"is not integrable as {problem.x} -> {end:g} (it decays like {problem.x}^-{decay:.3g})")
             continue
         s = _local_exponent(fn, end, direction, min(1.0, b - a))
-        if s >= _NON_INTEGRABLE:
-            raise SpecError(problem.where("target.density", (
-                f"the coefficient p^{n} = {text} is not integrable at the {name} endpoint {problem.x} = {end:g}, which is not the singular one "
-                f"(singular = {problem.singular!r}); declare that endpoint singular or correct the density")))
-    return inside
+        if name != problem.singular:
+            if s >= _NON_INTEGRABLE:
+                raise where(f"is not integrable at the {name} endpoint {problem.x} = {end:g}, which is not the singular one "
+                            f"(singular = {problem.singular!r}); declare that endpoint singular or correct the density")
+        elif end == 0.0:
+            continue  # resolved to 1e-300 by the variable map: the quadrature decides
+        elif s >= _NON_INTEGRABLE:
+            plus_at_end = True
+            continue
+        if s > _RESOLVED:
+            raise where(f"has a singularity |{problem.x} - {end:g}|^-{s:.2g} at the {name} endpoint: integrable, but {_unresolved(s)}; "
+                        + ("shift the variable so that the singular endpoint is 0" if name == problem.singular else "smooth the singularity"))
+    return inside, plus_at_end
 
 
-def _integrability(problem: Problem, g: sp.Expr) -> float:
+def _integrability(problem: Problem, n: int, g: sp.Expr) -> float:
     r""":math:`\int g` over the support; ``inf`` when it diverges at an endpoint."""
     if g == 0:
         return 0.0
+    if _EXPANSIONS[_expansion_key(problem)][2][n]:
+        return math.inf
     fn = numeric(g, (problem.x,))
     mapping = endpoint_map(problem.support_floats, problem.singular)
     return integrate_support(lambda x: np.asarray(fn(x), dtype=float), mapping, mapping.u(np.array(singular_points(problem))), rtol=1e-12)
@@ -300,7 +325,7 @@ def coefficients(problem: Problem) -> list[Coefficient]:
     r"""The distributional coefficients :math:`p^0, \dots, p^N` (see :class:`Coefficient`)."""
     out = []
     for n, g in enumerate(expand(problem)):
-        total = _integrability(problem, g)
+        total = _integrability(problem, n, g)
         unit = sp.Integer(1 if n == 0 else 0)
         if problem.singular == "none":
             delta, plus = sp.Integer(0), sp.Integer(0)

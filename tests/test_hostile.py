@@ -244,3 +244,102 @@ def test_cache_entries_are_verified_before_they_run(tmp_path: Path, tamper: str)
     assert not (tmp_path / MARKER).exists(), "a tampered cache entry ran"
     used = Path(result.stdout.strip().splitlines()[-1])
     assert used.read_text() == source, "the module that ran is not the generated one"
+
+
+# the module check: everything but a generated module is refused before it runs
+INJECTIONS = {
+    "import": ("import math\n", "import math\nimport os\n"),
+    "from-import": ("import math\n", "import math\nfrom os import system\n"),
+    "call-builtin": ("    alpha = torch.as_tensor(alpha", "    __import__('os')\n    alpha = torch.as_tensor(alpha"),
+    "eval": ("    alpha = torch.as_tensor(alpha", "    eval(x)\n    alpha = torch.as_tensor(alpha"),
+    "open": ("    alpha = torch.as_tensor(alpha", "    open(x)\n    alpha = torch.as_tensor(alpha"),
+    "string-in-body": ("    alpha = torch.as_tensor(alpha", "    y = 'text'\n    alpha = torch.as_tensor(alpha"),
+    "dunder-attribute": ("    alpha = torch.as_tensor(alpha", "    y = x.__class__\n    alpha = torch.as_tensor(alpha"),
+    "torch-load": ("    alpha = torch.as_tensor(alpha", "    y = torch.load(x)\n    alpha = torch.as_tensor(alpha"),
+    "tensor-method": ("    alpha = torch.as_tensor(alpha", "    y = x.numpy()\n    alpha = torch.as_tensor(alpha"),
+    "extra-function": ("\n\ndef p(", "\n\ndef hook():\n    return 1\n\n\ndef p("),
+    "decorator": ("\n\ndef p(", "\n\n@torch.no_grad()\ndef p("),
+    "class": ("\n\ndef p(", "\n\nclass Hook:\n    pass\n\n\ndef p("),
+    "second-docstring": ("import math\n", "import math\n'''not the docstring'''\n"),
+    "constant-call": ("ORDER = 1\n", "ORDER = int(1)\n"),
+    "string-constant": ("ORDER = 1\n", "ORDER = '1'\n"),
+    "all-extra-name": ("    'p',\n", "    'p',\n    'os',\n"),
+    "global-statement": ("    alpha = torch.as_tensor(alpha", "    global NAME\n    alpha = torch.as_tensor(alpha"),
+    "lambda": ("    alpha = torch.as_tensor(alpha", "    y = (lambda: 1)()\n    alpha = torch.as_tensor(alpha"),
+    "syntax-error": ("ORDER = 1\n", "ORDER = = 1\n"),
+}
+
+
+@pytest.fixture(scope="module")
+def generated_source() -> str:
+    from renorm.codegen import generate
+    from renorm.symbolic import load_spec
+
+    return generate(load_spec(EXAMPLES / "angularity_lo.toml"))
+
+
+def test_generated_modules_pass_the_check(generated_source):
+    from renorm.codegen._check import check_module
+
+    check_module(generated_source)
+
+
+@pytest.mark.parametrize("injection", sorted(INJECTIONS))
+def test_module_check_refuses_injected_code(generated_source, injection):
+    from renorm.codegen import CodegenError
+    from renorm.codegen._check import check_module
+
+    old, new = INJECTIONS[injection]
+    assert old in generated_source
+    with pytest.raises(CodegenError, match="refusing a generated module"):
+        check_module(generated_source.replace(old, new, 1))
+
+
+# run directories from Python specs: the problem is stored as TOML, or the spec must be given again
+def test_problems_round_trip_through_toml(tmp_path):
+    from renorm.symbolic import load_spec, make_problem, to_toml
+
+    problems = [load_spec(p) for p in sorted(EXAMPLES.glob("*.toml"))]
+    problems += [
+        make_problem(name="custom-f", density="2*x + alpha*(1 - x)", f="sqrt(q)", support=("0", "1")),
+        make_problem(name="weight", density="alpha/x*log(1/x)", weight="Heaviside(x - 1/10)/2", support=("0", "1")),
+        make_problem(name="half-line", x="tau", density="alpha*exp(-tau)*(1 + tau)", support=("0", "oo"), singular="none"),
+        make_problem(name="piecewise", density="Piecewise((alpha*sqrt(x - 1/5), x > 1/5), (alpha*log(x), True)) + 1 + alpha"),
+    ]
+    for problem in problems:
+        path = tmp_path / f"{problem.name}.toml"
+        path.write_text(to_toml(problem))
+        assert load_spec(path, python=False).sha256 == problem.sha256, problem.name
+
+
+def test_run_directory_of_a_python_spec_is_data(tmp_path):
+    from renorm.runtime import TrainConfig, load_run, train
+    from renorm.symbolic import SpecError, load_spec
+
+    (tmp_path / "spec.py").write_text(
+        "from renorm.symbolic import make_problem\n"
+        "problem = make_problem(name='py', density='alpha*4/(3*pi)/x*(2*log((1 - x)/x) + 3*x - 3/2)', support=('0', '1/2'))\n")
+    problem = load_spec(tmp_path / "spec.py")
+    run = train(problem, tmp_path / "run", TrainConfig(epochs=1, refine=0, x_points=64, alpha_points=4), progress=False)
+    assert sorted(p.name for p in run.directory.iterdir()) == ["checkpoint.pt", "history.json", "spec.toml"]
+    assert load_run(run.directory).problem.sha256 == problem.sha256
+    with pytest.raises(SpecError, match="a Python spec is code"):
+        load_spec(tmp_path / "spec.py", python=False)
+
+
+def test_python_spec_that_toml_cannot_express_needs_the_spec_again(tmp_path):
+    from renorm.runtime import TrainConfig, train
+    from renorm.runtime._cli import main
+    from renorm.symbolic import load_spec
+
+    # a 40-digit coupling constant: TOML's reading of the printed number keeps 15 digits
+    (tmp_path / "spec.py").write_text(
+        "import sympy\nfrom renorm.symbolic import make_problem\n"
+        "problem = make_problem(name='precise', density=sympy.Float('0.4244131815783875620503567023', 40)*sympy.Symbol('alpha', positive=True)"
+        "/sympy.Symbol('x', positive=True)*(2*sympy.log((1 - sympy.Symbol('x', positive=True))/sympy.Symbol('x', positive=True)) + 3*sympy.Symbol('x', positive=True) - 1.5),"
+        " support=('0', '1/2'))\n")
+    problem = load_spec(tmp_path / "spec.py")
+    run = train(problem, tmp_path / "run", TrainConfig(epochs=1, refine=0, x_points=64, alpha_points=4), progress=False)
+    assert not (run.directory / "spec.toml").exists()
+    assert main(["eval", str(run.directory), "--alpha", "0.1", "--x", "0.1"]) == 2
+    assert main(["eval", str(run.directory), "--alpha", "0.1", "--x", "0.1", "--spec", str(tmp_path / "spec.py")]) == 0
