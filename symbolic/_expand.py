@@ -9,10 +9,11 @@ from functools import cached_property
 import numpy as np
 import sympy as sp
 
+from ._budget import OverBudget, budget, within
 from ._errors import RenormError, SpecError
 from ._numeric import numeric
 from ._quadrature import endpoint_map, integrate, integrate_support
-from ._spec import Problem
+from ._spec import LIMITS, Problem
 
 __all__ = ["Coefficient", "expand", "coefficients", "singular_points"]
 
@@ -121,10 +122,30 @@ def _expansion_key(problem: Problem) -> tuple:
 
 
 def _expand(problem: Problem) -> list[sp.Expr]:
+    try:
+        with budget(LIMITS.seconds):
+            return _derivatives(problem)
+    except OverBudget:
+        raise SpecError(problem.where("target.density", f"the expansion in {problem.coupling} to order {problem.order} did not finish within {LIMITS.seconds:g} s (the limit); write the density more compactly or lower the order")) from None
+
+
+def _size(expr: sp.Basic, limit: int) -> int:
+    r"""The number of nodes of ``expr`` as a tree, counted up to ``limit + 1``."""
+    count, stack = 0, [expr]
+    while stack and count <= limit:
+        node = stack.pop()
+        count += 1
+        stack.extend(node.args)
+    return count
+
+
+def _derivatives(problem: Problem) -> list[sp.Expr]:
     alpha = problem.coupling
     terms = []
     derivative = problem.density
     for n in range(problem.order + 1):
+        if _size(derivative, LIMITS.expansion_nodes) > LIMITS.expansion_nodes:
+            raise SpecError(problem.where("target.density", f"the derivative of order {n} in {alpha} has more than {LIMITS.expansion_nodes} terms (the limit); write the density more compactly or lower the order"))
         value = derivative.subs(alpha, 0)
         if value.has(sp.nan, sp.zoo) or not value.is_finite and value.is_finite is not None:
             try:
@@ -147,7 +168,7 @@ def _simpler(problem: Problem, value: sp.Expr) -> sp.Expr:
     SymPy simplifies over the complex numbers: ``1/sqrt(Abs(4*x - 1))`` becomes
     ``1/Abs(sqrt(4*x - 1))``, which is NaN in real arithmetic for ``x < 1/4``.
     """
-    simple = sp.simplify(value)
+    simple = within(LIMITS.seconds / 10, lambda: sp.simplify(value), value)
     if simple == value or not value.has(problem.x):
         return simple
     x = problem.interior_points(64)
@@ -263,20 +284,29 @@ def _check_coefficient(problem: Problem, n: int, g: sp.Expr) -> tuple[list[float
     text = sp.sstr(g)
     text = text if len(text) <= 80 else text[:77] + "..."
     where = lambda message: SpecError(problem.where("target.density", f"the coefficient p^{n} = {text} {message}"))
+    points = [c for candidate in _candidates(g, problem.x) for c in _zeros(numeric(candidate, (problem.x,)), xs)]
+    with np.errstate(all="ignore"):
+        values = np.broadcast_to(np.asarray(fn(xs), dtype=complex), xs.shape)
+    bad = ~np.isfinite(values) | (values.imag != 0)
+    if points:
+        bad &= np.min(np.abs(xs[:, None] - np.array(points)[None, :]), axis=1) > 1e-9 * np.maximum(np.abs(xs), 1.0)
+    if bad.any():
+        i = int(np.argmax(bad))
+        kind = "not real" if np.isfinite(values[i]) else "beyond the float64 range" if np.isinf(values[i]) else "undefined in real arithmetic"
+        raise where(f"is {kind} at {problem.x} = {xs[i]:.6g} ({values[i].real if values[i].imag == 0 else values[i]}): every coefficient must be a real, finite number inside the support")
     inside = []
-    for candidate in _candidates(g, problem.x):
-        for c in _zeros(numeric(candidate, (problem.x,)), xs):
-            scale = min(c - a, b - c, 1.0)
-            if scale <= 1e-12 * max(1.0, abs(c)):
-                continue  # an endpoint, checked below
-            s = max(_local_exponent(fn, c, -1.0, scale), _local_exponent(fn, c, 1.0, scale))
-            if s >= _NON_INTEGRABLE:
-                raise where(f"has a non-integrable singularity at {problem.x} = {c:.10g} inside the support ({a:g}, {b:g}): "
-                            "a fixed-order coefficient must be integrable everywhere but at the singular endpoint")
-            if s > _RESOLVED:
-                raise where(f"has a singularity |{problem.x} - {c:.10g}|^-{s:.2g} inside the support: integrable, but {_unresolved(s)}; "
-                            "split the support there or smooth the singularity")
-            inside.append(c)
+    for c in points:
+        scale = min(c - a, b - c, 1.0)
+        if scale <= 1e-12 * max(1.0, abs(c)):
+            continue  # an endpoint, checked below
+        s = max(_local_exponent(fn, c, -1.0, scale), _local_exponent(fn, c, 1.0, scale))
+        if s >= _NON_INTEGRABLE:
+            raise where(f"has a non-integrable singularity at {problem.x} = {c:.10g} inside the support ({a:g}, {b:g}): "
+                        "a fixed-order coefficient must be integrable everywhere but at the singular endpoint")
+        if s > _RESOLVED:
+            raise where(f"has a singularity |{problem.x} - {c:.10g}|^-{s:.2g} inside the support: integrable, but {_unresolved(s)}; "
+                        "split the support there or smooth the singularity")
+        inside.append(c)
     plus_at_end = False
     for end, direction, name in ((a, 1.0, "lower"), (b, -1.0, "upper")):
         if math.isinf(end):

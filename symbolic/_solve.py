@@ -10,11 +10,12 @@ import numpy as np
 import scipy.optimize
 import sympy as sp
 
+from ._budget import within
 from ._errors import NotNormalizableError, RenormError
 from ._expand import expand, singular_points
 from ._numeric import lambertw, numeric
 from ._quadrature import endpoint_map, integrate_support
-from ._spec import Problem
+from ._spec import LIMITS, Problem
 
 __all__ = [
     "LAMBDA", "ExactMinimizer", "Solution", "MatchedOrder",
@@ -53,15 +54,19 @@ def exact_minimizer(problem: Problem) -> sp.Expr | None:
         return magnitude * sp.exp(-sp.LambertW(LAMBDA * c2 * magnitude))
     target, z = sp.Symbol("P", positive=True), sp.Symbol("Z", positive=True)
     condition = (problem.f - problem.f.subs(q, target)) * sp.diff(problem.f, q) + z
-    try:
-        roots = sp.solve(condition, q)
-    except (NotImplementedError, ValueError):
+    def closed_form() -> sp.Expr | None:
+        try:
+            roots = sp.solve(condition, q)
+        except (NotImplementedError, ValueError):
+            return None
+        for root in roots:
+            # the minimizer is the root that reduces to q = p without a constraint
+            if sp.simplify(root.subs(z, 0) - target) == 0:
+                return root.subs({target: p, z: LAMBDA * c2})
         return None
-    for root in roots:
-        # the minimizer is the root that reduces to q = p without a constraint
-        if sp.simplify(root.subs(z, 0) - target) == 0:
-            return root.subs({target: p, z: LAMBDA * c2})
-    return None
+
+    # where SymPy's solve takes too long, the condition is solved pointwise instead
+    return within(LIMITS.seconds / 10, closed_form, None)
 
 
 @dataclass(frozen=True)
@@ -357,7 +362,9 @@ def matched_order(problem: Problem, steps: int = 10) -> MatchedOrder:
     terms = expand(problem)
     truncated_expr = sum(problem.coupling**n * c for n, c in enumerate(terms))
     # p - p^N symbolically: evaluating the difference numerically would leave rounding noise ∝ α
-    remainder_expr = sp.cancel(sp.together(problem.density - truncated_expr))
+    remainder_expr = within(LIMITS.seconds, lambda: sp.cancel(sp.together(problem.density - truncated_expr)), None)
+    if remainder_expr is None:
+        raise RenormError(problem.where("matched order", f"p - p^N did not simplify within {LIMITS.seconds:g} s (the limit), so its order in {problem.coupling} cannot be measured without rounding noise"))
     truncated_fn = numeric(truncated_expr, (problem.x, problem.coupling))
     remainder_fn = numeric(remainder_expr, (problem.x, problem.coupling))
     alphas, deviations, degenerate, guess = [], [], False, None

@@ -40,6 +40,11 @@ class Limits:
         argument: Magnitude of a constant argument of ``gamma``, ``loggamma``, ``zeta`` and
             ``polylog``, which SymPy evaluates exactly (factorials, Bernoulli numbers).
         order: The perturbative order :math:`N`.
+        expansion_nodes: Size (expression-tree nodes) of one α-derivative of the target
+            during the expansion.
+        seconds: Wall time of one symbolic step whose cost the input decides (the
+            α-expansion, code generation); ``simplify`` and SymPy's ``solve`` get a tenth of
+            it and are skipped when they run out (main thread only, see ``_budget``).
     """
 
     spec_bytes: int = 1 << 20
@@ -51,6 +56,8 @@ class Limits:
     digits: int = 10_000
     argument: int = 1_000
     order: int = 6
+    expansion_nodes: int = 100_000
+    seconds: float = 20.0
 
 
 LIMITS = Limits()

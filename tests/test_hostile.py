@@ -127,6 +127,14 @@ CASES: dict[str, Case] = {
     "spec-is-directory": Case({"d/.keep": ""}, ["renorm", "expand", "d"], "no such spec file"),
     "spec-missing-newline-name": Case({}, ["renorm", "expand", "no\nsuch.toml"], "no such spec file"),
     "piecewise-not-pairs": Case({"s.toml": spec("alpha/x*Piecewise(x, 1)")}, ["renorm", "expand", "s.toml"], "(value, condition) pairs"),
+    "expansion-explodes": Case({"s.toml": spec("*".join(f"(1+alpha*x**{k})" for k in range(1, 21)), target="order = 6")},
+                               ["renorm", "expand", "s.toml"], "more than 100000 terms"),
+    "continued-fraction-order-6": Case({"s.toml": spec("alpha/(1+alpha/(1+alpha/(1+alpha/(1+alpha/(1+alpha/(1+alpha/(1+alpha*x)))))))", target="order = 6")},
+                                       ["renorm", "expand", "s.toml"], "more than 100000 terms"),
+    "coefficient-overflows": Case({"s.toml": spec("alpha*" + "exp(" * 19 + "x" + ")" * 19 + "/exp(exp(1))")}, ["renorm", "solve", "s.toml", "--alpha", "0.1"],
+                                  "beyond the float64 range"),
+    "coefficient-complex": Case({"s.toml": spec("alpha/x*sqrt(x - 1/4)")}, ["renorm", "solve", "s.toml", "--alpha", "0.1"], "undefined in real arithmetic"),
+    "constant-named-Integer": Case({"s.toml": spec("alpha*Integer/x*log(1/x)", constants='Integer = "2"')}, ["renorm", "expand", "s.toml"], "", code=0),
     "sample-too-many": Case({"s.toml": spec()}, ["renorm", "sample", "run", "--alpha", "0.1", "-n", "1000000000000"], "-n must be between 1 and"),
 }
 
