@@ -11,7 +11,7 @@ from pathlib import Path
 import mpmath
 import sympy as sp
 
-from renorm.symbolic import LAMBDA, Problem, exact_minimizer, expand
+from renorm.symbolic import LAMBDA, LIMITS, OverBudget, Problem, budget, exact_minimizer, expand
 
 from ._check import check_module
 from ._errors import CodegenError
@@ -582,6 +582,14 @@ def generate(problem: Problem, source: str | Path | None = None) -> str:
         CodegenError: If an expression uses a function without a torch lowering (the message
             names it and how to register one) or cannot be printed.
     """
+    try:
+        with budget(3 * LIMITS.seconds):
+            return _generate(problem, source)
+    except OverBudget:
+        raise CodegenError(f"code generation for {problem.name!r} did not finish within {3 * LIMITS.seconds:g} s (the limit); write the density more compactly") from None
+
+
+def _generate(problem: Problem, source: str | Path | None) -> str:
     writer = _Writer(problem)
     log_abs, negative = _log_magnitude(problem)
     coefficients = expand(problem)

@@ -1,5 +1,7 @@
 r"""Exact solutions of the matching functional: specs, α-expansion, minimizers, λ(α), matched order, magic C."""
 
+from ._budget import OverBudget as OverBudget
+from ._budget import budget as budget
 from ._errors import NotNormalizableError as NotNormalizableError
 from ._errors import RenormError as RenormError
 from ._errors import SpecError as SpecError
@@ -36,5 +38,5 @@ __all__ = [
     "MagicC", "MagicCheck", "magic_c", "parse_target", "numeric", "EndpointMap", "endpoint_map",
     "integrate", "LAMBDA", "ExactMinimizer", "MatchedOrder", "Solution", "exact_minimizer",
     "matched_order", "solve", "FUNCTIONS", "LIMITS", "Limits", "Problem", "load_spec", "make_problem", "parse_expression",
-    "to_toml", "one_line",
+    "to_toml", "one_line", "budget", "OverBudget",
 ]
