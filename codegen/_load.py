@@ -40,14 +40,16 @@ def cache_dir() -> Path:
     return Path(root) / "codegen"
 
 
-def write_atomic(path: str | Path, text: str) -> None:
+def write_atomic(path: str | Path, text: str | bytes) -> None:
     r"""Writes ``text`` to ``path`` through a temporary file in the same folder and ``os.replace``.
 
-    Readers see the old file or the new one, never a half-written one.
+    Readers see the old file or the new one, never a half-written one; the content is flushed
+    to disk before the rename. A new file gets the usual permissions (``0666`` less the umask),
+    an existing one keeps its own.
 
     Arguments:
         path: The destination.
-        text: The content (UTF-8).
+        text: The content (``str`` as UTF-8, or ``bytes``).
     """
     path = Path(path)
     if path.exists():
@@ -57,10 +59,13 @@ def write_atomic(path: str | Path, text: str) -> None:
         umask = os.umask(0)
         os.umask(umask)
         mode = 0o666 & ~umask
+    data = text.encode("utf-8") if isinstance(text, str) else text
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="\n") as stream:
-            stream.write(text)
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(data)
+            stream.flush()
+            os.fsync(stream.fileno())
         os.chmod(temporary, mode)
         os.replace(temporary, path)
     except BaseException:

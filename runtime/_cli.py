@@ -3,6 +3,7 @@ r"""The ``renorm`` command line."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
@@ -160,12 +161,17 @@ def _magic(args: argparse.Namespace) -> None:
         print(f"{c.alpha:8.4g} {c.normalization:18.15f} {c.loss:12.8g} {kl} {c.lagrange_multiplier:14.10g} {c.max_relative_error:14.3g}")
 
 
-def _config(args: argparse.Namespace):
+_OPTIONS = ("epochs", "refine", "seed", "device", "dtype", "mode", "optimizer", "lr", "sampling", "taylor_weight",
+            "checkpoint_every", "checkpoint_seconds")
+
+
+def _config(args: argparse.Namespace, base=None):
+    r"""The training settings: ``base`` (default :class:`TrainConfig`) with the flags given on the command line."""
     from ._train import TrainConfig
 
-    defaults = TrainConfig()
-    values = {name: getattr(args, name) for name in ("epochs", "refine", "seed", "device", "dtype", "mode", "optimizer", "lr", "sampling", "taylor_weight")}
-    return TrainConfig(**{k: (v if v is not None else getattr(defaults, k)) for k, v in values.items()})
+    base = base or TrainConfig()
+    given = {name: getattr(args, name) for name in _OPTIONS if getattr(args, name, None) is not None}
+    return dataclasses.replace(base, **given)
 
 
 def _certificate_table(rows) -> None:
@@ -175,10 +181,16 @@ def _certificate_table(rows) -> None:
 
 
 def _train(args: argparse.Namespace) -> None:
-    from ._train import train
+    from ._train import stored_config, train
 
     problem = _load(args.spec)
-    run = train(problem, args.out, _config(args), resume=args.resume, progress=not args.json)
+    if args.resume and args.force:
+        from renorm.symbolic import RenormError
+
+        raise RenormError("--resume continues the run in --out and --force replaces it: give one of them")
+    # a resumed run keeps its own settings; flags given again must agree (train() checks)
+    config = _config(args, stored_config(args.out, problem) if args.resume else None)
+    run = train(problem, args.out, config, resume=args.resume, progress=not args.json, force=args.force)
     rows = _certificate_rows(run)
     if args.json:
         _print_json({"out": str(run.directory), "steps": run.step, "seconds": run.seconds, "loss": _number(run.final_loss),
@@ -220,24 +232,24 @@ def _eval(args: argparse.Namespace) -> None:
 
 
 def _sample(args: argparse.Namespace) -> None:
-    from renorm.symbolic import RenormError
+    from renorm.symbolic import RenormError, one_line
 
     if not 0 < args.n <= _MAX_SAMPLES:
         raise RenormError(f"-n must be between 1 and {_MAX_SAMPLES}, got {args.n}")
     run = _load_run(args)
     samples = run.sample(args.alpha[0], args.n, args.seed)
     if args.out:
-        import os
-        import tempfile
+        import io
         from pathlib import Path
+
+        from renorm.codegen._load import write_atomic
 
         target = Path(args.out)
         if target.suffix != ".npy":
-            raise RenormError(f"--out {target}: the file name must end in .npy")
-        handle, temp = tempfile.mkstemp(dir=target.parent if str(target.parent) else ".", suffix=".npy")
-        os.close(handle)
-        np.save(temp, samples)
-        os.replace(temp, target)
+            raise RenormError(f"--out {one_line(target)}: the file name must end in .npy")
+        buffer = io.BytesIO()
+        np.save(buffer, samples)
+        _write(write_atomic, target, buffer.getvalue())
         print(f"wrote {args.n} samples of x ~ q(x|alpha={args.alpha[0]:g}) to {target}")
         return
     for value in samples:
@@ -287,41 +299,58 @@ def _plot(args: argparse.Namespace) -> None:
 def _run(args: argparse.Namespace) -> int:
     import json as _json
     import time
-    from pathlib import Path
 
     from renorm.codegen import generate
     from renorm.codegen._load import write_atomic
-    from renorm.symbolic import NotNormalizableError, matched_order, solve
+    from renorm.symbolic import NotNormalizableError, RenormError, matched_order, one_line, solve
 
+    from ._checkpoint import run_lock
     from ._plot import plot_report
-    from ._train import train
+    from ._train import CHECKPOINT, _directory, train
     from ._verify import _certificate_alphas
 
     problem = _load(args.spec)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    write_atomic(out / "kernels.py", generate(problem))
-    print(f"[1/5] kernels: {out / 'kernels.py'}")
-    alphas = _certificate_alphas(problem)
-    order = matched_order(problem)
-    try:
-        solutions = solve(problem, alphas)
-        print("[2/5] exact minimizer: lambda = " + ", ".join(f"{s.lagrange_multiplier:.6g} (alpha={s.alpha:g})" for s in solutions)
-              + f"; matches p^N through O(alpha^{order.order}) of {problem.order}")
-    except NotNormalizableError as error:
-        print(f"[2/5] exact minimizer: none ({error}); matched order {order.order}")
-    run = train(problem, out, _config(args), progress=True)
-    print(f"[3/5] trained {run.step} steps in {run.seconds:.1f} s, final loss {run.final_loss:.6g}")
-    report = _verify_run(run)
-    write_atomic(out / "report.json", _json.dumps(report.to_json(), indent=2, allow_nan=False))
-    print(f"[4/5] verification written to {out / 'report.json'}")
-    paths = plot_report(problem, run.log_density, out, history=run.history)
-    print(f"[5/5] plots: {', '.join(p.name for p in paths)}")
+    out = _directory(args.out)
+    with run_lock(out):
+        if (out / CHECKPOINT).exists() and not args.force:
+            raise RenormError(f"{one_line(out)} already holds a run: replace it with --force (or continue its training with renorm train --resume)")
+        start = time.perf_counter()
+        _write(write_atomic, out / "kernels.py", generate(problem))
+        print(f"[1/5] kernels: {out / 'kernels.py'}")
+        alphas = _certificate_alphas(problem)
+        order = matched_order(problem)
+        try:
+            solutions = solve(problem, alphas)
+            print("[2/5] exact minimizer: lambda = " + ", ".join(f"{s.lagrange_multiplier:.6g} (alpha={s.alpha:g})" for s in solutions)
+                  + f"; matches p^N through O(alpha^{order.order}) of {problem.order}")
+        except NotNormalizableError as error:
+            print(f"[2/5] exact minimizer: none ({error}); matched order {order.order}")
+        run = train(problem, out, _config(args), progress=True, force=args.force)
+        print(f"[3/5] trained {run.step} steps in {run.seconds:.1f} s, final loss {run.final_loss:.6g}")
+        # the trained flow is on disk from here on: a failure below is reported and keeps it
+        kept = f"; the trained flow is kept in {one_line(out / CHECKPOINT)}"
+        report = _verify_run(run)
+        _write(write_atomic, out / "report.json", _json.dumps(report.to_json(), indent=2, allow_nan=False), kept)
+        print(f"[4/5] verification written to {out / 'report.json'}")
+        try:
+            paths = plot_report(problem, run.log_density, out, history=run.history)
+        except OSError as error:
+            raise RenormError(f"cannot write the plots in {one_line(out)}: {error.strerror or error}{kept}") from None
+        print(f"[5/5] plots: {', '.join(p.name for p in paths)}")
     print()
     _print_report(report)
     print(f"\ntotal {time.perf_counter() - start:.1f} s")
     return 0 if report.passed else 1
+
+
+def _write(write, path, text: str | bytes, suffix: str = "") -> None:
+    r"""``write(path, text)``, with a failure as one line."""
+    from renorm.symbolic import RenormError, one_line
+
+    try:
+        write(path, text)
+    except OSError as error:
+        raise RenormError(f"cannot write {one_line(path)}: {error.strerror or error}{suffix}") from None
 
 
 def _training_options(parser: argparse.ArgumentParser) -> None:
@@ -335,6 +364,9 @@ def _training_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr", type=float)
     parser.add_argument("--sampling", choices=("quadrature", "monte-carlo"))
     parser.add_argument("--taylor-weight", type=float, help="weight of the opt-in Taylor-operator loss (default 0: off)")
+    parser.add_argument("--checkpoint-every", type=int, help="write a checkpoint every N steps (default 10)")
+    parser.add_argument("--checkpoint-seconds", type=float, help="... and at least every T seconds (default 30)")
+    parser.add_argument("--force", action="store_true", help="replace a run already in --out")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -420,9 +452,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RenormError as error:
         print(f"renorm: error: {one_line(error)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("renorm: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as stop:
+        # training's Interrupted (SIGINT or SIGTERM, after writing a checkpoint) says where it stopped
+        print(f"renorm: {one_line(stop) or 'interrupted'}", file=sys.stderr)
+        return 128 + getattr(stop, "signum", 2)
     return int(code or 0)
 
 

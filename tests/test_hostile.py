@@ -329,7 +329,7 @@ def test_run_directory_of_a_python_spec_is_data(tmp_path):
         "problem = make_problem(name='py', density='alpha*4/(3*pi)/x*(2*log((1 - x)/x) + 3*x - 3/2)', support=('0', '1/2'))\n")
     problem = load_spec(tmp_path / "spec.py")
     run = train(problem, tmp_path / "run", TrainConfig(epochs=1, refine=0, x_points=64, alpha_points=4), progress=False)
-    assert sorted(p.name for p in run.directory.iterdir()) == ["checkpoint.pt", "history.json", "spec.toml"]
+    assert sorted(p.name for p in run.directory.iterdir()) == [".lock", "checkpoint.pt", "history.json", "spec.toml"]
     assert load_run(run.directory).problem.sha256 == problem.sha256
     with pytest.raises(SpecError, match="a Python spec is code"):
         load_spec(tmp_path / "spec.py", python=False)

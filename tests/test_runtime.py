@@ -7,12 +7,14 @@ import json
 import math
 import os
 import re
+import signal
 
 import numpy as np
 import pytest
 import torch
 
 from renorm.runtime import MAPS, ConditionalFlow, TrainConfig, certificate, load_run, train, verify
+from renorm.runtime._checkpoint import Interrupted
 from renorm.runtime._cli import main
 from renorm.runtime._flow import parameter_count
 from renorm.runtime._train import Objective, _build_flow
@@ -136,9 +138,9 @@ def test_checkpoint_round_trip_and_resume(angularity, tmp_path, sampling, refine
 
     def interrupt(status):
         if status.step == stop:
-            raise KeyboardInterrupt
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C: training stops after this step, with a checkpoint
 
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(Interrupted):
         train(angularity, tmp_path / "b", config, progress=False, callback=interrupt)
     assert load_run(tmp_path / "b").step == stop
     resumed = train(angularity, tmp_path / "b", config, resume=True, progress=False)
@@ -169,9 +171,12 @@ def test_nan_stops_training_and_keeps_last_checkpoint(angularity, tmp_path, monk
     with pytest.raises(RenormError, match=r"diverged at step 4.*step 2\) is kept"):
         train(angularity, tmp_path, TrainConfig(**SMALL), progress=False)
     assert load_run(tmp_path).step == 2
-    # a fresh run over an earlier one's directory does not claim that checkpoint as its own
-    with pytest.raises(RenormError, match=r"diverged at step 1: .*this run wrote no checkpoint"):
+    # a fresh run over an earlier one's directory is refused, or replaces it with force
+    with pytest.raises(RenormError, match=r"already holds a run: continue it with --resume, or replace it with --force"):
         train(angularity, tmp_path, TrainConfig(**SMALL), progress=False)
+    assert load_run(tmp_path).step == 2
+    with pytest.raises(RenormError, match=r"diverged at step 1: .*this run wrote no checkpoint"):
+        train(angularity, tmp_path, TrainConfig(**SMALL), progress=False, force=True)
 
 
 def test_taylor_loss_is_opt_in_and_needs_linear_context(angularity, tmp_path):
