@@ -54,7 +54,7 @@ def _child(name: str, device: str, out: str, taylor_weight: float) -> None:
         recipe["taylor_weight"] = taylor_weight
     config = TrainConfig(**recipe)
     start = time.perf_counter()
-    run = train(problem, out, config, progress=False)
+    run = train(problem, out, config, progress=False, force=True)  # a rerun replaces the last one
     seconds = time.perf_counter() - start
     rows = certificate(problem, run.log_density, [0.05, 0.118, 0.3])
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
