@@ -275,6 +275,7 @@ def _print_report(report) -> None:
     print(f"  minimum density on the bulk: {report.minimum_density:.3e}")
     if report.certificate:
         _certificate_table(report.certificate)
+    print("  checks: " + ", ".join(f"{c.name}: {'passed' if c.passed else 'FAILED' if c.ran else 'not run'}" for c in report.checks))
     for note in report.notes:
         print(f"  note: {note}")
 

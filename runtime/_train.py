@@ -7,7 +7,6 @@ import copy
 import dataclasses
 import json
 import math
-import os
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -561,7 +560,10 @@ def _train(problem: Problem, directory: Path, config: TrainConfig | None, resume
     total = max(config.epochs, 1)
     schedule = (lambda k: 1e-2 + (1 - 1e-2) * 0.5 * (1 + math.cos(math.pi * min(k, total) / total))) if config.schedule == "cosine" else (lambda k: 1.0)
 
-    _spec_copy(problem, directory)
+    try:
+        _spec_copy(problem, directory)
+    except OSError as error:
+        raise RenormError(f"cannot store the spec in {one_line(directory)}: {error.strerror or error}") from None
 
     if state and "sampler" in state:
         objective.generator.set_state(state["sampler"])

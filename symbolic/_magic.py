@@ -115,16 +115,27 @@ def magic_c(problem: Problem, target: sp.Expr) -> MagicC:
     pv = np.asarray(numeric(problem.density, (problem.x, problem.coupling))(x, alphas), dtype=complex)
     with np.errstate(all="ignore"):
         values = np.real((f(qv) - f(pv)) * fprime(qv))
-    if np.any(np.real(qv) < 0) or not np.isfinite(values).all():
-        i, j = np.argwhere((np.real(qv) < 0) | ~np.isfinite(values))[0]
-        raise RenormError(f"--q: the target is negative or not finite at x={x[i, 0]:.6g}, alpha={alphas[0, j]:.6g}")
-    negative, positive = values < 0, values > 0
+    name = problem.x.name
+    bad = (np.real(qv) < 0) | ~np.isfinite(qv)
+    if bad.any():
+        i, j = np.argwhere(bad)[0]
+        raise RenormError(f"--q: the target is negative or not finite at {name}={x[i, 0]:.6g}, alpha={alphas[0, j]:.6g}")
+    # where q underflows to 0 (far tails) the condition has no float64 value: those points say nothing
+    resolved = np.isfinite(values) & (np.real(qv) > 0)
+    negative, positive = (values < 0) & resolved, (values > 0) & resolved
     if negative.any() and positive.any():
         i, j = np.argwhere(negative)[0]
         k, m = np.argwhere(positive)[0]
         raise RenormError(
-            f"--q cannot be reached with a real kernel: (f(q) - f(p)) f'(q) is negative at x={x[i, 0]:.6g}, alpha={alphas[0, j]:.6g} "
-            f"but positive at x={x[k, 0]:.6g}, alpha={alphas[0, m]:.6g} (q crosses p)")
+            f"--q cannot be reached with a real kernel: (f(q) - f(p)) f'(q) is negative at {name}={x[i, 0]:.6g}, alpha={alphas[0, j]:.6g} "
+            f"but positive at {name}={x[k, 0]:.6g}, alpha={alphas[0, m]:.6g} (q crosses p)")
+    minimizer = ExactMinimizer(problem)
+    q_fn = numeric(target, (problem.x, problem.coupling))
+    for alpha in sorted({*problem.coupling_range, float(np.sqrt(np.prod(problem.coupling_range)))}):
+        total = minimizer.integral(lambda xs: np.asarray(q_fn(xs, alpha), dtype=float))
+        if not abs(total - 1.0) <= 1e-8:
+            raise RenormError(f"--q is not normalized: its integral over the support is {total:.10g} at alpha={alpha:g}; "
+                              "a minimizer of the loss is a normalized density, so only a normalized q has a magic kernel")
     sign = 1 if negative.any() else -1
     c_squared = -sign * condition
     if problem.f_kind == "log":

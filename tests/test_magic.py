@@ -52,3 +52,23 @@ def test_linear_magic_kernel_round_trip():
 def test_negative_target_is_refused(soft_collinear):
     with pytest.raises(RenormError, match="negative or not finite"):
         magic_c(soft_collinear, parse_target(soft_collinear, "x - 1/2"))
+
+
+def test_unnormalized_target_is_refused(soft_collinear):
+    # half of the LL distribution: (f(q) - f(p)) f'(q) keeps its sign, but no minimizer is unnormalized
+    with pytest.raises(RenormError, match=r"--q is not normalized: its integral over the support is 0.5 at alpha=0.05"):
+        magic_c(soft_collinear, parse_target(soft_collinear, f"({LL})/2"))
+
+
+@pytest.mark.parametrize("alpha", [0.05, 0.3])
+def test_magic_kernel_on_a_half_line_where_q_underflows(alpha):
+    # q = e^-tau underflows at large tau: the sign check must skip what float64 cannot resolve
+    import mpmath
+
+    problem = make_problem(name="toy", x="tau", density="exp(-tau)*(1 + alpha*(1 + tau/10))", support=("0", "oo"), singular="none")
+    check = magic_c(problem, parse_target(problem, "exp(-tau)")).check(alpha)
+    with mpmath.workdps(30):
+        kl = -mpmath.quad(lambda t: mpmath.exp(-t) * mpmath.log(1 + alpha * (1 + t / 10)), [0, mpmath.inf])
+    assert check.kl_divergence == pytest.approx(float(kl), rel=1e-10)
+    assert check.loss == pytest.approx(-check.lagrange_multiplier * float(kl) / 2, rel=1e-10)
+    assert check.max_relative_error < 1e-10 and check.lagrange_multiplier == pytest.approx(1.0, rel=1e-10)
