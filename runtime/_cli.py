@@ -108,8 +108,8 @@ def _solve(args: argparse.Namespace) -> None:
     try:
         solutions = solve(problem, args.alpha)
     except NotNormalizableError as error:
-        order = matched_order(problem).order
-        raise NotNormalizableError(f"{error} (matched order {order})") from None
+        order = matched_order(problem)
+        raise NotNormalizableError(f"{error} (matched order {order.describe(problem.order)})") from None
     order = matched_order(problem)
     from renorm.symbolic import ExactMinimizer
 
@@ -117,7 +117,7 @@ def _solve(args: argparse.Namespace) -> None:
     rows = [
         {"alpha": s.alpha, "lambda": _number(s.lagrange_multiplier), "normalization": _number(s.normalization),
          "loss": _number(s.loss), "x": _numbers(x), "q": _numbers(s.q(x)), "p": _numbers(minimizer.p(x, s.alpha)),
-         "matched_order": order.order}
+         "matched_order": order.matched}
         for s in solutions
     ]
     if args.json:
@@ -128,7 +128,7 @@ def _solve(args: argparse.Namespace) -> None:
     for s in solutions:
         print(f"{s.alpha:8.4g} {s.lagrange_multiplier:14.8g} {s.normalization:18.15f} {s.loss:12.6g}")
     trend = ", ".join(f"{e:.3g}" for e in order.exponents)
-    print(f"matched order: {order.order} of {problem.order} (q* - p^N ~ alpha^s at fixed x; local s as alpha -> 0: {trend})")
+    print(f"matched order: {order.describe(problem.order)} (q* - p^N ~ alpha^s at fixed x; local s as alpha -> 0: {trend})")
 
 
 def _magic(args: argparse.Namespace) -> None:
@@ -325,7 +325,7 @@ def _run(args: argparse.Namespace) -> int:
             print("[2/5] exact minimizer: lambda = " + ", ".join(f"{s.lagrange_multiplier:.6g} (alpha={s.alpha:g})" for s in solutions)
                   + f"; matches p^N through O(alpha^{order.order}) of {problem.order}")
         except NotNormalizableError as error:
-            print(f"[2/5] exact minimizer: none ({error}); matched order {order.order}")
+            print(f"[2/5] exact minimizer: none ({error}); matched order {order.describe(problem.order)}")
         run = train(problem, out, _config(args), progress=True, force=args.force)
         print(f"[3/5] trained {run.step} steps in {run.seconds:.1f} s, final loss {run.final_loss:.6g}")
         # the trained flow is on disk from here on: a failure below is reported and keeps it

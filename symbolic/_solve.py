@@ -108,6 +108,7 @@ class ExactMinimizer:
         self._c2 = numeric(problem.C_squared, (x, a))
         self._w = numeric(problem.weight, (x, a))
         self.map = endpoint_map(problem.support_floats, problem.singular)
+        self._log_abs = None
         if problem.f_kind == "custom":
             q = problem.q
             slope = numeric(sp.diff(problem.f, q), (q,))(np.array(1.0))
@@ -122,6 +123,43 @@ class ExactMinimizer:
 
     def C_squared(self, x: np.ndarray, alpha: float) -> np.ndarray:
         return np.asarray(self._c2(x, alpha), dtype=float)
+
+    def log_abs_p(self, x: np.ndarray, alpha: float) -> np.ndarray:
+        r""":math:`\log|p|`, finite where :math:`p` itself overflows (:math:`\alpha/x^2` at :math:`x < 10^{-154}`).
+
+        There the logarithm of the expression with its products and powers expanded
+        (:math:`\log\alpha - 2\log x`) takes over.
+        """
+        p = self.p(x, alpha)
+        with np.errstate(all="ignore"):
+            out = np.log(np.abs(p))
+            overflow = np.isinf(p)
+            if overflow.any():
+                if self._log_abs is None:
+                    self._log_abs = numeric(sp.expand_log(sp.log(self.problem.density), force=True), (self.problem.x, self.problem.coupling))
+                wide = np.broadcast_to(np.asarray(self._log_abs(x, alpha), dtype=complex), np.shape(p))
+                out = np.where(overflow, np.real(wide), out)
+        return out
+
+    def _log_q_large(self, p: np.ndarray, log_abs: np.ndarray, c2: np.ndarray, lam: float) -> np.ndarray:
+        r""":math:`\log q = \log|p| - W(\lambda C^2 |p|)` for λ > 0 and any size of :math:`\lambda C^2|p|`.
+
+        Beyond float64, :math:`W(e^L)` with :math:`L = \log(\lambda C^2) + \log|p|` solves
+        :math:`w + \log w = L` (Newton from :math:`L - \log L`, converged to rounding in 8 steps).
+        """
+        with np.errstate(all="ignore"):
+            z = lam * c2 * np.abs(p)
+            w = lambertw(z)
+            huge = ~np.isfinite(z)
+            if huge.any():
+                log_z = np.log(lam * c2) + log_abs
+                bounded = np.where(np.isfinite(log_z) & (log_z > 1.0), log_z, 1e300)
+                v = bounded - np.log(bounded)
+                for _ in range(8):
+                    v = v - (v + np.log(v) - bounded) / (1.0 + 1.0 / v)
+                # an infinite C² (a magic kernel where q << p) gives W = inf and q = 0
+                w = np.where(huge, np.where(np.isfinite(log_z), v, np.inf), w)
+        return log_abs - w
 
     def weight(self, x: np.ndarray, alpha: float) -> np.ndarray:
         return np.asarray(self._w(x, alpha), dtype=float)
@@ -168,7 +206,11 @@ class ExactMinimizer:
                 magnitude = np.abs(p)
                 if lam == 0:
                     return magnitude
-                return np.where(magnitude > 0, magnitude * np.exp(-lambertw(lam * c2 * magnitude)), 0.0)
+                q = np.where(magnitude > 0, magnitude * np.exp(-lambertw(lam * c2 * magnitude)), 0.0)
+                if lam > 0 and not np.isfinite(lam * c2 * magnitude).all():
+                    # q = W(λC²|p|)/(λC²) stays finite where p overflows: take it through log|p|
+                    q = np.where(np.isfinite(lam * c2 * magnitude), q, np.exp(self._log_q_large(p, self.log_abs_p(x, alpha), c2, lam)))
+                return q
         return self._custom_q(p, c2, lam)
 
     def deviation(self, x: np.ndarray, alpha: float, lam: float) -> np.ndarray:
@@ -186,9 +228,12 @@ class ExactMinimizer:
     def log_q(self, x: np.ndarray, alpha: float, lam: float) -> np.ndarray:
         r""":math:`\log q_\lambda`, exact where :math:`q_\lambda` itself underflows (``log``: :math:`\log|p| - W`)."""
         if self.problem.f_kind == "log" and lam != 0:
-            p = self.p(x, alpha)
+            p, c2 = self.p(x, alpha), self.C_squared(x, alpha)
+            log_abs = self.log_abs_p(x, alpha)
+            if lam > 0:
+                return self._log_q_large(p, log_abs, c2, lam)
             with np.errstate(all="ignore"):
-                return np.log(np.abs(p)) - lambertw(lam * self.C_squared(x, alpha) * np.abs(p))
+                return log_abs - lambertw(lam * c2 * np.abs(p))
         with np.errstate(all="ignore"):
             return np.log(self.q(x, alpha, lam))
 
@@ -200,7 +245,7 @@ class ExactMinimizer:
             if kind == "linear":
                 squared = (np.exp(log_q) - p) ** 2
             elif kind == "log":
-                real = np.where(np.isneginf(log_q) & (p == 0), 0.0, log_q - np.log(np.abs(p)))
+                real = np.where(np.isneginf(log_q) & (p == 0), 0.0, log_q - self.log_abs_p(x, alpha))
                 squared = real**2 + np.where(p < 0, np.pi**2, 0.0)
             else:
                 squared = np.abs(np.real(self._f(np.exp(log_q))) - self._f(p.astype(complex))) ** 2
@@ -343,6 +388,19 @@ class MatchedOrder:
     exponents: tuple[float, ...]
     points: tuple[float, ...]
     degenerate: bool
+
+    @property
+    def matched(self) -> int | None:
+        r"""The order in :math:`[0, N]`, or ``None`` where :math:`q^*` does not match even :math:`p^0`."""
+        return self.order if self.order >= 0 else None
+
+    def describe(self, order: int) -> str:
+        r"""``"1 of 1"``, or why there is no matched order (the target's order is ``order``)."""
+        if self.order >= 0:
+            return f"{self.order} of {order}"
+        if math.isnan(self.exponent):
+            return "none (q* - p^N could not be measured as alpha -> 0)"
+        return f"none: q* - p^N does not vanish as alpha -> 0 (~ alpha^{self.exponent:.2g}), so q* does not match even p^0"
 
 
 def _bulk_points(problem: Problem) -> np.ndarray:

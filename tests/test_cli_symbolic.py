@@ -60,3 +60,13 @@ def test_not_normalizable_is_one_line(capsys):
     assert main(["solve", str(EXAMPLES / "refused" / "angularity_lo_linear.toml"), "--alpha", "0.1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no normalized minimizer" in err[0] and "matched order 0" in err[0]
+
+
+def test_no_matched_order_is_said_not_numbered(tmp_path, capsys):
+    # p < 0 everywhere with f = linear: q* tends to a constant in the bulk, not to p^0 = δ(x)
+    spec = tmp_path / "negative.toml"
+    spec.write_text('name = "negative"\n[target]\nsupport = ["0", "1"]\ndensity = "-alpha/x*log(1/x)"\n[matching]\nf = "linear"\n')
+    rows = run_json(capsys, "solve", str(spec), "--alpha", "0.1")
+    assert rows[0]["matched_order"] is None
+    assert main(["solve", str(spec), "--alpha", "0.1"]) == 0
+    assert "matched order: none: q* - p^N does not vanish as alpha -> 0" in capsys.readouterr().out

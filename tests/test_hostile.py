@@ -135,6 +135,8 @@ CASES: dict[str, Case] = {
                                   "beyond the float64 range"),
     "coefficient-complex": Case({"s.toml": spec("alpha/x*sqrt(x - 1/4)")}, ["renorm", "solve", "s.toml", "--alpha", "0.1"], "undefined in real arithmetic"),
     "constant-named-Integer": Case({"s.toml": spec("alpha*Integer/x*log(1/x)", constants='Integer = "2"')}, ["renorm", "expand", "s.toml"], "", code=0),
+    "density-identically-zero": Case({"s.toml": spec("alpha*(sin(x)**2 + cos(x)**2 - 1)/x")}, ["renorm", "solve", "s.toml", "--alpha", "0.1"],
+                                     "its expansion vanishes through order 1"),
     "sample-too-many": Case({"s.toml": spec()}, ["renorm", "sample", "run", "--alpha", "0.1", "-n", "1000000000000"], "-n must be between 1 and"),
 }
 

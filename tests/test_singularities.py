@@ -88,3 +88,29 @@ def test_interior_log_singularity_solves_against_mpmath():
         total = mpmath.quad(q, points)
     assert abs(float(total) - 1) < 1e-12
     assert np.isfinite(solution.loss)
+
+
+# power laws at either singular end: λ(α) must solve ∫q* = 1, checked by an independent integration
+POWERS = ["5/4", "3/2", "7/4", "2", "5/2", "3"]
+
+
+@pytest.mark.parametrize("end", ["lower", "upper"])
+@pytest.mark.parametrize("power", POWERS)
+def test_power_law_endpoints_solve_against_mpmath(power, end):
+    # p = α d^-s with d the distance to the singular end; q* = W(λp)/λ (f = log, C = 1)
+    distance = "x" if end == "lower" else "(1 - x)"
+    problem = make_problem(name="power", density=f"alpha*{distance}^(-{power})", support=("0", "1"), singular=end)
+    s = float(sp_rational(power))
+    for solution in solve(problem, [0.05, 0.3]):
+        a, lam = mpmath.mpf(solution.alpha), mpmath.mpf(solution.lagrange_multiplier)
+        with mpmath.workdps(30):
+            q = lambda d: mpmath.lambertw(lam * a * d ** (-s)).real / lam
+            points = [mpmath.mpf(0)] + [mpmath.mpf(10) ** -k for k in range(300, 20, -20)] + [mpmath.mpf(10) ** -k for k in range(20, 0, -1)] + [mpmath.mpf(1)]
+            total = mpmath.quad(q, points)  # in the distance d: the same integral at either end
+        assert abs(float(total) - 1) < 1e-10, (power, end, solution.alpha)
+
+
+def sp_rational(text: str):
+    import sympy
+
+    return sympy.Rational(text)
