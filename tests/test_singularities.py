@@ -114,3 +114,20 @@ def sp_rational(text: str):
     import sympy
 
     return sympy.Rational(text)
+
+
+@pytest.mark.parametrize("form, support, singular", [
+    ("log(1/(1 - x))/(1 - x)", ("0", "1"), "upper"),        # mirrored to the upper end
+    ("log(1/(x - 1))/(x - 1)", ("1", "2"), "lower"),        # shifted away from 0
+    ("log(1/(3 - x))/(3 - x)", ("2", "3"), "upper"),
+])
+def test_a_singular_endpoint_other_than_zero_is_the_same_problem(form, support, singular):
+    # the soft-collinear target moved to another endpoint: the same λ(α) and matched order
+    reference = make_problem(name="sc", density="2*alpha*4/(3*pi)*log(1/x)/x", support=("0", "1"))
+    moved = make_problem(name="sc-moved", density=f"2*alpha*4/(3*pi)*{form}", support=support, singular=singular)
+    from renorm.symbolic import matched_order
+
+    for one, two in zip(solve(reference, [0.05, 0.118, 0.3]), solve(moved, [0.05, 0.118, 0.3])):
+        assert two.lagrange_multiplier == pytest.approx(one.lagrange_multiplier, rel=1e-10)
+        assert two.normalization == pytest.approx(1.0, abs=1e-12)
+    assert matched_order(moved).order == matched_order(reference).order == 1
