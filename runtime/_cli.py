@@ -24,6 +24,15 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("renorm-flows")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def _number(value: float) -> float | None:
     r"""JSON has no inf/nan: they become ``null`` (documented in the README)."""
     value = float(value)
@@ -162,7 +171,7 @@ def _magic(args: argparse.Namespace) -> None:
 
 
 _OPTIONS = ("epochs", "refine", "seed", "device", "dtype", "mode", "optimizer", "lr", "sampling", "taylor_weight",
-            "checkpoint_every", "checkpoint_seconds")
+            "checkpoint_every", "checkpoint_seconds", "threads")
 
 
 def _config(args: argparse.Namespace, base=None):
@@ -367,11 +376,13 @@ def _training_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--taylor-weight", type=float, help="weight of the opt-in Taylor-operator loss (default 0: off)")
     parser.add_argument("--checkpoint-every", type=int, help="write a checkpoint every N steps (default 10)")
     parser.add_argument("--checkpoint-seconds", type=float, help="... and at least every T seconds (default 30)")
+    parser.add_argument("--threads", type=int, help="CPU threads while training (default 2, whatever the machine: the count changes the order of sums, so results are reproducible only at a fixed count)")
     parser.add_argument("--force", action="store_true", help="replace a run already in --out")
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="renorm", description="Normalized, positive distributions that match fixed-order QCD order by order.")
+    parser.add_argument("--version", action="version", version=f"renorm-flows {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     expand = commands.add_parser("expand", help="alpha-expansion of the target with its delta and plus parts")
@@ -442,6 +453,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     r"""Runs ``renorm``; returns the exit code (2 and one line on stderr for bad input)."""
     from renorm.symbolic import RenormError, one_line
 
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # a target that starts with a minus sign is a value of --q, not an option
+    for i in range(len(argv) - 1):
+        if argv[i] == "--q" and argv[i + 1].startswith("-"):
+            argv[i:i + 2] = [f"--q={argv[i + 1]}"]
+            break
     args = _parser().parse_args(argv)
     for name in ("alpha",):
         values = getattr(args, name, None) or []

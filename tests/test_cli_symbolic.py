@@ -70,3 +70,12 @@ def test_no_matched_order_is_said_not_numbered(tmp_path, capsys):
     assert rows[0]["matched_order"] is None
     assert main(["solve", str(spec), "--alpha", "0.1"]) == 0
     assert "matched order: none: q* - p^N does not vanish as alpha -> 0" in capsys.readouterr().out
+
+
+def test_version_and_a_target_that_starts_with_a_minus(capsys):
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out.startswith("renorm-flows ")
+    q = "-2*alpha*CF/pi*log(x)/x*exp(-alpha*CF/pi*log(1/x)**2)"  # the LL distribution, written with -log x
+    data = run_json(capsys, "magic-c", str(EXAMPLES / "soft_collinear.toml"), "--q", q, "--alpha", "0.2")
+    assert data["checks"][0]["kl_divergence"] == pytest.approx(-1, rel=1e-10)

@@ -320,3 +320,19 @@ def test_distillation_objective_resolves_small_deviations_in_float32(angularity,
     plain = torch.where(present, torch.exp(safe) * (safe - log_q - 1.0) + torch.exp(log_q), 0.0)
     reference = (weight.double()[:, None] * plain).sum(0)
     assert torch.allclose(value, reference, rtol=1e-3, atol=0)
+
+
+def test_training_does_not_depend_on_the_machines_thread_count(angularity, tmp_path):
+    # training runs at TrainConfig.threads whatever the process had: the same weights bit for bit
+    previous = torch.get_num_threads()
+    weights = []
+    try:
+        for count in (1, 3):
+            torch.set_num_threads(count)
+            run = train(angularity, tmp_path / str(count), TrainConfig(**{**SMALL, "refine": 2}), progress=False)
+            assert torch.get_num_threads() == count  # restored afterwards
+            weights.append(run.flow.state_dict())
+    finally:
+        torch.set_num_threads(previous)
+    for key in weights[0]:
+        assert torch.equal(weights[0][key], weights[1][key]), key
