@@ -286,8 +286,33 @@ class ExactMinimizer:
         """
         if log_q is None and self._inner is not None:
             return self._inner.loss(alpha, lam=lam, rtol=rtol)
+        if self._negative_tail(alpha):
+            return math.inf
         fn = log_q if log_q is not None else (lambda x: self.log_q(x, alpha, lam))
         return self.integral(lambda x: self.loss_density(x, alpha, fn(x)), self.breakpoints(alpha), rtol=rtol)
+
+    def _negative_tail(self, alpha: float) -> bool:
+        r"""Whether p < 0 on an unbounded tail with w > 0 (``log``): the phase iπ of log p then costs
+        π²w per unit length forever, so every loss is infinite.
+
+        The sign is read where p is last resolved: beyond that p underflows to 0 and float64 would
+        see no phase at all (measured: the loss of e^-τ(1 + α(1 - τ)) on (0, ∞) came out 3.6e3, the
+        length of the negative tail until e^-τ underflows, instead of ∞).
+        """
+        a, b = self.problem.support_floats
+        if self.problem.f_kind != "log" or not (math.isinf(a) or math.isinf(b)):
+            return False
+        u = np.linspace(self.map.lo, self.map.hi, 4001)
+        x = self.map.x(u)
+        far = x[np.isfinite(x) & (x > a) & (x < b)]
+        far = far[::-1] if math.isinf(b) else far
+        with np.errstate(all="ignore"):
+            p, w = self.p(far, alpha), self.weight(far, alpha)
+        resolved = np.nonzero((p != 0) & np.isfinite(p))[0]
+        if not resolved.size:
+            return False
+        last = resolved[0]
+        return bool(p[last] < 0 and w[last] > 0)
 
     def solve(self, alpha: float, guess: float | None = None) -> Solution:
         r"""Solves :math:`\int q_\lambda = 1` for λ, bracketing in :math:`\log|\lambda|`.

@@ -131,3 +131,18 @@ def test_a_singular_endpoint_other_than_zero_is_the_same_problem(form, support, 
         assert two.lagrange_multiplier == pytest.approx(one.lagrange_multiplier, rel=1e-10)
         assert two.normalization == pytest.approx(1.0, abs=1e-12)
     assert matched_order(moved).order == matched_order(reference).order == 1
+
+
+def test_loss_on_a_half_line_is_infinite_where_p_stays_negative_and_finite_where_not():
+    # p < 0 for τ > 1 + 1/α: with f = log the phase iπ costs π²w per unit length to infinity
+    negative = make_problem(name="tail", x="tau", density="exp(-tau)*(1 + alpha*(1 - tau))", support=("0", "oo"), singular="none")
+    assert all(math.isinf(s.loss) for s in solve(negative, [0.1, 0.3]))
+    positive = make_problem(name="tail", x="tau", density="exp(-tau)*(1 + alpha*sin(tau))", support=("0", "oo"), singular="none")
+    for solution in solve(positive, [0.1, 0.3]):
+        a, lam = mpmath.mpf(solution.alpha), mpmath.mpf(solution.lagrange_multiplier)
+        with mpmath.workdps(30):
+            def density(t):
+                p = mpmath.exp(-t) * (1 + a * mpmath.sin(t))
+                return (mpmath.lambertw(lam * p).real) ** 2 / 2  # w (log q - log p)² with log q - log p = -W
+            loss = mpmath.quad(density, mpmath.linspace(0, 60, 61) + [mpmath.inf])
+        assert solution.loss == pytest.approx(float(loss), rel=1e-8)
