@@ -190,7 +190,7 @@ def _certificate_table(rows) -> None:
 
 
 def _train(args: argparse.Namespace) -> None:
-    from ._train import stored_config, train
+    from ._train import stored_run, train
 
     problem = _load(args.spec)
     if args.resume and args.force:
@@ -198,14 +198,17 @@ def _train(args: argparse.Namespace) -> None:
 
         raise RenormError("--resume continues the run in --out and --force replaces it: give one of them")
     # a resumed run keeps its own settings; flags given again must agree (train() checks)
-    config = _config(args, stored_config(args.out, problem) if args.resume else None)
-    run = train(problem, args.out, config, resume=args.resume, progress=not args.json, force=args.force)
+    stored, start = stored_run(args.out, problem) if args.resume else (None, 0)
+    run = train(problem, args.out, _config(args, stored), resume=args.resume, progress=not args.json, force=args.force)
     rows = _certificate_rows(run)
+    new = run.step - start
     if args.json:
-        _print_json({"out": str(run.directory), "steps": run.step, "seconds": run.seconds, "loss": _number(run.final_loss),
-                     "certificate": [row.to_json() for row in rows]})
+        _print_json({"out": str(run.directory), "steps": run.step, "new_steps": new, "seconds": run.seconds,
+                     "loss": _number(run.final_loss), "certificate": [row.to_json() for row in rows]})
         return
-    print(f"trained {problem.name}: {run.step} steps in {run.seconds:.1f} s, final loss {run.final_loss:.6g}; checkpoint in {run.directory}")
+    steps = f"{new} new steps (to step {run.step})" if args.resume else f"{run.step} steps"
+    seconds = f" in {run.seconds:.1f} s" if new else ""
+    print(f"trained {problem.name}: {steps}{seconds}, final loss {run.final_loss:.6g}; checkpoint in {run.directory}")
     if rows:
         _certificate_table(rows)
 

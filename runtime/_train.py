@@ -25,7 +25,7 @@ from ._flow import ConditionalFlow
 from ._maps import MAPS, default_map
 
 __all__ = ["TrainConfig", "TrainingStatus", "Objective", "train", "load_run", "Run", "CHECKPOINT", "SPEC_COPY", "RESUMABLE",
-           "resumed_config", "stored_config", "Interrupted"]
+           "resumed_config", "stored_run", "Interrupted"]
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -488,9 +488,10 @@ def resumed_config(stored: TrainConfig, given: TrainConfig | None) -> TrainConfi
     return dataclasses.replace(stored, **{name: getattr(given, name) for name in RESUMABLE})
 
 
-def stored_config(out_dir: str | Path, problem: Problem | None = None) -> TrainConfig:
-    r"""The settings recorded in a run directory's checkpoint (validated)."""
-    return _read_checkpoint(Path(out_dir) / CHECKPOINT, problem)[1]
+def stored_run(out_dir: str | Path, problem: Problem | None = None) -> tuple[TrainConfig, int]:
+    r"""The settings and the step recorded in a run directory's checkpoint (validated)."""
+    state, config = _read_checkpoint(Path(out_dir) / CHECKPOINT, problem)
+    return config, int(state["step"])
 
 
 def train(

@@ -305,7 +305,9 @@ def test_resume_restores_the_runs_own_settings(tmp_path, capsys):
     again = load_run(out)
     assert again.step == 4 and again.config == first.config
     _assert_bitwise_equal(again.flow.state_dict(), first.flow.state_dict())
+    capsys.readouterr()
     assert main(base + ["--resume", "--epochs", "6"]) == 0
+    assert "trained angularity_lo: 2 new steps (to step 6)" in capsys.readouterr().out
     longer = load_run(out)
     assert longer.step == 6 and longer.config.seed == 3 and longer.config.lr == 0.02
     capsys.readouterr()
