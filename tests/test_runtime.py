@@ -253,9 +253,20 @@ def test_cli_help_states_the_real_defaults(capsys):
         main(["train", "--help"])
     text = " ".join(capsys.readouterr().out.split("options:")[1].split())
     defaults = TrainConfig()
-    for option, value in (("epochs", defaults.epochs), ("refine", defaults.refine), ("seed", defaults.seed)):
-        stated = re.search(rf"--{option} \S+ .*?\(default (?:at most )?(\d+)", text)
-        assert stated and int(stated.group(1)) == value, option
+    for option, value in (("epochs", defaults.epochs), ("refine", defaults.refine), ("seed", defaults.seed),
+                          ("checkpoint-every", defaults.checkpoint_every), ("checkpoint-seconds", defaults.checkpoint_seconds),
+                          ("threads", defaults.threads), ("lr", defaults.lr), ("taylor-weight", defaults.taylor_weight)):
+        stated = re.search(rf"--{option} \S+ .*?\(default (?:at most )?([0-9.]+)", text)
+        assert stated and float(stated.group(1)) == value, option
+    for option, value in (("optimizer", defaults.optimizer), ("sampling", defaults.sampling), ("device", defaults.device), ("dtype", defaults.dtype)):
+        assert re.search(rf"--{option} \S+ .*?default {value}\b", text), option
+    from renorm.runtime._cli import _parser
+
+    (commands,) = [a for a in _parser()._actions if a.dest == "command"]
+    for name, command in commands.choices.items():
+        # every option and positional argument of every command explains itself
+        bare = [a.dest for a in command._actions if not a.help]
+        assert not bare, (name, bare)
 
 
 @pytest.mark.slow
