@@ -174,11 +174,18 @@ _OPTIONS = ("epochs", "refine", "seed", "device", "dtype", "mode", "optimizer", 
             "checkpoint_every", "checkpoint_seconds", "threads")
 
 
-def _config(args: argparse.Namespace, base=None):
-    r"""The training settings: ``base`` (default :class:`TrainConfig`) with the flags given on the command line."""
+def _config(args: argparse.Namespace, problem, base=None):
+    r"""The training settings: ``base`` (default: the spec's ``[train]`` table over :class:`TrainConfig`'s
+    defaults) with the flags given on the command line."""
+    from renorm.symbolic import RenormError
+
     from ._train import TrainConfig
 
-    base = base or TrainConfig()
+    if base is None:
+        try:
+            base = TrainConfig.from_json(problem.training) if problem.training else TrainConfig()
+        except (RenormError, TypeError) as error:
+            raise RenormError(problem.where("train", f"{error} (the settings are those of renorm train's options, e.g. epochs, lr, threads)")) from None
     given = {name: getattr(args, name) for name in _OPTIONS if getattr(args, name, None) is not None}
     return dataclasses.replace(base, **given)
 
@@ -199,7 +206,7 @@ def _train(args: argparse.Namespace) -> None:
         raise RenormError("--resume continues the run in --out and --force replaces it: give one of them")
     # a resumed run keeps its own settings; flags given again must agree (train() checks)
     stored, start = stored_run(args.out, problem) if args.resume else (None, 0)
-    run = train(problem, args.out, _config(args, stored), resume=args.resume, progress=not args.json, force=args.force)
+    run = train(problem, args.out, _config(args, problem, stored), resume=args.resume, progress=not args.json, force=args.force)
     rows = _certificate_rows(run)
     new = run.step - start
     if args.json:
@@ -338,7 +345,7 @@ def _run(args: argparse.Namespace) -> int:
                   + f"; matches p^N through O(alpha^{order.order}) of {problem.order}")
         except NotNormalizableError as error:
             print(f"[2/5] exact minimizer: none ({error}); matched order {order.describe(problem.order)}")
-        run = train(problem, out, _config(args), progress=True, force=args.force)
+        run = train(problem, out, _config(args, problem), progress=True, force=args.force)
         print(f"[3/5] trained {run.step} steps in {run.seconds:.1f} s, final loss {run.final_loss:.6g}")
         # the trained flow is on disk from here on: a failure below is reported and keeps it
         kept = f"; the trained flow is kept in {one_line(out / CHECKPOINT)}"

@@ -349,6 +349,8 @@ class Problem:
         coupling_range: The :math:`\alpha` range used for training and checks.
         constants: The spec's named constants, already substituted everywhere.
         source: The spec file the problem came from, if any.
+        training: The spec's other ``[train]`` settings (names of ``renorm.runtime.TrainConfig``,
+            checked by the runtime, which owns that list); not part of :attr:`sha256`.
     """
 
     name: str
@@ -364,6 +366,7 @@ class Problem:
     coupling_range: tuple[float, float]
     constants: dict[str, sp.Expr] = field(default_factory=dict)
     source: str | None = None
+    training: dict[str, Any] = field(default_factory=dict)
 
     #: The symbol :math:`q` in which :attr:`f` is written.
     q = sp.Symbol("q", positive=True)
@@ -468,6 +471,7 @@ def make_problem(
     coupling_range: tuple[float, float] = (0.05, 0.3),
     constants: Mapping[str, Any] | None = None,
     source: str | None = None,
+    training: Mapping[str, Any] | None = None,
 ) -> Problem:
     r"""Builds and validates a :class:`Problem` from strings or SymPy objects.
 
@@ -485,6 +489,8 @@ def make_problem(
         coupling_range: :math:`(\alpha_{min}, \alpha_{max})` with :math:`0 < \alpha_{min} < \alpha_{max}`.
         constants: Named constants, strings or SymPy numbers; may refer to earlier ones.
         source: The spec file, for messages.
+        training: Training settings (the ``[train]`` table besides ``alpha_range``): plain
+            numbers, strings, booleans or lists of numbers, checked by the runtime.
 
     Returns:
         The validated problem. Raises :class:`SpecError` naming the field otherwise.
@@ -561,10 +567,15 @@ def make_problem(
     if not 0 < lo_alpha < hi_alpha or not math.isfinite(hi_alpha):
         raise SpecError(f"train.alpha_range: need 0 < alpha_min < alpha_max, got {_short(list(coupling_range))}")
 
+    settings = dict(training or {})
+    for key, value in settings.items():
+        plain = isinstance(value, (bool, int, float, str)) or (isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value))
+        if not _identifier(key) or not plain or (isinstance(value, str) and len(value) > 64):
+            raise SpecError(f"train.{one_line(str(key))[:40]}: expected a number, a short string or a list of integers, got {_short(value)}")
     problem = Problem(
         name=name, x=xs, coupling=alpha, support=ends, singular=singular, order=order,
         density=p, f=f_expr, f_kind=f_kind, weight=w, coupling_range=(lo_alpha, hi_alpha),
-        constants=values, source=source,
+        constants=values, source=source, training=settings,
     )
     _check_weight(problem)
     return problem
@@ -586,7 +597,7 @@ _TOML_KEYS = {
     "": {"name", "constants", "target", "matching", "train"},
     "target": {"x", "alpha", "support", "singular", "order", "density"},
     "matching": {"f", "C", "weight"},
-    "train": {"alpha_range"},
+    "train": None,  # alpha_range, and the runtime's training settings (checked there)
 }
 
 
@@ -663,7 +674,7 @@ def _parse_toml(text: str, default_name: str, source: str | None) -> Problem:
         if not isinstance(section, dict):
             raise SpecError(f"{table}: expected a table")
         for key in section:
-            if key not in allowed:
+            if allowed is not None and key not in allowed:
                 where = f"{table}.{key}" if table else key
                 raise SpecError(f"{one_line(where[:80])}: unknown key (expected one of {', '.join(sorted(allowed))})")
     if not isinstance(data.get("constants", {}), dict):
@@ -687,6 +698,7 @@ def _parse_toml(text: str, default_name: str, source: str | None) -> Problem:
         coupling_range=train.get("alpha_range", (0.05, 0.3)),
         constants=data.get("constants", {}),
         source=source,
+        training={k: v for k, v in train.items() if k != "alpha_range"},
     )
 
 
@@ -724,6 +736,7 @@ def to_toml(problem: Problem) -> str:
         "",
         "[train]",
         f"alpha_range = [{problem.coupling_range[0]!r}, {problem.coupling_range[1]!r}]",
+        *(f"{key} = {json.dumps(value)}" for key, value in sorted(problem.training.items())),
         "",
     ]
     text = "\n".join(lines)
@@ -731,6 +744,6 @@ def to_toml(problem: Problem) -> str:
         again = _parse_toml(text, problem.name, None)
     except SpecError as error:
         raise SpecError(f"the problem {problem.name!r} cannot be written as a TOML spec: {error}") from None
-    if again.sha256 != problem.sha256:
+    if again.sha256 != problem.sha256 or again.training != problem.training:
         raise SpecError(f"the problem {problem.name!r} cannot be written as a TOML spec: it does not read back to the same expressions")
     return text

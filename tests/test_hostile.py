@@ -315,11 +315,13 @@ def test_problems_round_trip_through_toml(tmp_path):
         make_problem(name="weight", density="alpha/x*log(1/x)", weight="Heaviside(x - 1/10)/2", support=("0", "1")),
         make_problem(name="half-line", x="tau", density="alpha*exp(-tau)*(1 + tau)", support=("0", "oo"), singular="none"),
         make_problem(name="piecewise", density="Piecewise((alpha*sqrt(x - 1/5), x > 1/5), (alpha*log(x), True)) + 1 + alpha"),
+        make_problem(name="settings", density="alpha/x*log(1/x)", training={"epochs": 3, "lr": 0.02, "hidden": [16, 16], "device": "cpu"}),
     ]
     for problem in problems:
         path = tmp_path / f"{problem.name}.toml"
         path.write_text(to_toml(problem))
-        assert load_spec(path, python=False).sha256 == problem.sha256, problem.name
+        again = load_spec(path, python=False)
+        assert again.sha256 == problem.sha256 and again.training == problem.training, problem.name
 
 
 def test_run_directory_of_a_python_spec_is_data(tmp_path):

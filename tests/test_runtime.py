@@ -347,3 +347,14 @@ def test_training_does_not_depend_on_the_machines_thread_count(angularity, tmp_p
         torch.set_num_threads(previous)
     for key in weights[0]:
         assert torch.equal(weights[0][key], weights[1][key]), key
+
+
+def test_spec_train_table_holds_every_training_setting(tmp_path, capsys):
+    spec = tmp_path / "spec.toml"
+    spec.write_text(ANGULARITY.read_text().replace("[train]", "[train]\nepochs = 3\nrefine = 0\nlr = 0.02\nseed = 4\nhidden = [16, 16]"))
+    assert main(["train", str(spec), "--out", str(tmp_path / "a"), "--seed", "5"]) == 0  # a flag overrides the table
+    run = load_run(tmp_path / "a")
+    assert (run.step, run.config.lr, run.config.seed, run.config.hidden) == (3, 0.02, 5, (16, 16))
+    spec.write_text(ANGULARITY.read_text().replace("[train]", "[train]\ncolour = 3"))
+    assert main(["train", str(spec), "--out", str(tmp_path / "b")]) == 2
+    assert "spec.toml: train: unknown setting 'colour'" in capsys.readouterr().err
