@@ -137,7 +137,8 @@ def _solve(args: argparse.Namespace) -> None:
     for s in solutions:
         print(f"{s.alpha:8.4g} {s.lagrange_multiplier:14.8g} {s.normalization:18.15f} {s.loss:12.6g}")
     trend = ", ".join(f"{e:.3g}" for e in order.exponents)
-    print(f"matched order: {order.describe(problem.order)} (q* - p^N ~ alpha^s at fixed x; local s as alpha -> 0: {trend})")
+    detail = f" (q* - p^N ~ alpha^s at fixed x; local s as alpha -> 0: {trend})" if order.exponents else ""
+    print(f"matched order: {order.describe(problem.order)}{detail}")
 
 
 def _magic(args: argparse.Namespace) -> None:

@@ -2,6 +2,7 @@ r"""Exact solutions of the matching functional: specs, α-expansion, minimizers,
 
 from ._budget import OverBudget as OverBudget
 from ._budget import budget as budget
+from ._errors import NoUniqueMinimizerError as NoUniqueMinimizerError
 from ._errors import NotNormalizableError as NotNormalizableError
 from ._errors import RenormError as RenormError
 from ._errors import SpecError as SpecError
@@ -34,7 +35,7 @@ from ._spec import parse_expression as parse_expression
 from ._spec import to_toml as to_toml
 
 __all__ = [
-    "NotNormalizableError", "RenormError", "SpecError", "Coefficient", "coefficients", "expand",
+    "NotNormalizableError", "NoUniqueMinimizerError", "RenormError", "SpecError", "Coefficient", "coefficients", "expand",
     "MagicC", "MagicCheck", "magic_c", "parse_target", "numeric", "EndpointMap", "endpoint_map",
     "integrate", "LAMBDA", "ExactMinimizer", "MatchedOrder", "Solution", "exact_minimizer",
     "matched_order", "solve", "FUNCTIONS", "LIMITS", "Limits", "Problem", "load_spec", "make_problem", "parse_expression",

@@ -2,7 +2,7 @@ r"""Errors that are meant to be read by people: one line, what was wrong and whe
 
 from __future__ import annotations
 
-__all__ = ["RenormError", "SpecError", "NotNormalizableError", "one_line"]
+__all__ = ["RenormError", "SpecError", "NotNormalizableError", "NoUniqueMinimizerError", "one_line"]
 
 
 class RenormError(ValueError):
@@ -24,6 +24,10 @@ class NotNormalizableError(RenormError):
     def __init__(self, message: str, matched_order: int | None = None):
         super().__init__(message)
         self.matched_order = matched_order
+
+
+class NoUniqueMinimizerError(NotNormalizableError):
+    r"""The loss has minimizers but not a unique one (the weight vanishes where probability is missing)."""
 
 
 def one_line(text: str) -> str:

@@ -12,7 +12,7 @@ import scipy.optimize
 import sympy as sp
 
 from ._budget import within
-from ._errors import NotNormalizableError, RenormError
+from ._errors import NotNormalizableError, NoUniqueMinimizerError, RenormError
 from ._expand import expand, singular_points
 from ._numeric import lambertw, numeric
 from ._quadrature import endpoint_map, integrate_support
@@ -326,6 +326,46 @@ class ExactMinimizer:
         if self._inner is not None:
             inner = self._inner.solve(alpha, guess)
             return Solution(inner.alpha, inner.lagrange_multiplier, inner.normalization, inner.loss, self)
+        try:
+            return self._solve(alpha, guess)
+        except NotNormalizableError as error:
+            raise self._undetermined(alpha) or error from None
+
+    def _undetermined(self, alpha: float) -> NotNormalizableError | None:
+        r"""The reason when the weight vanishes on part of the support and the rest of p holds too little.
+
+        Where w = 0 the loss does not constrain q; if ∫p over where w > 0 is below 1, the missing
+        probability can lie anywhere in the zero-weight region at no cost: minimizers exist, but
+        not a unique one, and the Euler–Lagrange closed form (C = ∞ there) has none.
+        """
+        u = np.linspace(self.map.lo, self.map.hi, 20001)[1:-1]
+        x = self.map.x(u)
+        with np.errstate(all="ignore"):
+            free = self.weight(x, alpha) == 0
+        if not free.any():
+            return None
+        constrained = self.integral(lambda xs: np.where(self.weight(xs, alpha) > 0, np.abs(self.p(xs, alpha)), 0.0), self.breakpoints(alpha))
+        if not constrained < 1.0:
+            return None
+        a, b = self.problem.support_floats
+
+        def edge(inside: float, outside: float) -> float:
+            for _ in range(60):  # bisect to where the weight starts to vanish
+                mid = 0.5 * (inside + outside)
+                with np.errstate(all="ignore"):
+                    zero = float(self.weight(np.array([mid]), alpha)[0]) == 0
+                inside, outside = (mid, outside) if zero else (inside, mid)
+            return 0.5 * (inside + outside)
+
+        i, j = int(np.argmax(free)), len(free) - 1 - int(np.argmax(free[::-1]))
+        lo = a if i == 0 else edge(x[i], x[i - 1])
+        hi = b if j == len(free) - 1 else edge(x[j], x[j + 1])
+        return NoUniqueMinimizerError(
+            f"no unique minimizer at α = {alpha:g}: the weight vanishes for {self.problem.x} in [{lo:.4g}, {hi:.4g}], where the loss does not "
+            f"constrain q, and |p| elsewhere integrates to {constrained:.4g} < 1, so the missing {1 - constrained:.4g} of probability can lie "
+            "anywhere in that region at no cost")
+
+    def _solve(self, alpha: float, guess: float | None) -> Solution:
         points = self.breakpoints(alpha)
         total = lambda lam: self.normalization(alpha, lam, points)
         at_zero = total(0.0)
@@ -443,6 +483,7 @@ class MatchedOrder:
     exponents: tuple[float, ...]
     points: tuple[float, ...]
     degenerate: bool
+    reason: str = ""
 
     @property
     def matched(self) -> int | None:
@@ -453,6 +494,8 @@ class MatchedOrder:
         r"""``"1 of 1"``, or why there is no matched order (the target's order is ``order``)."""
         if self.order >= 0:
             return f"{self.order} of {order}"
+        if self.reason:
+            return f"none: {self.reason}"
         if math.isnan(self.exponent):
             return "none (q* - p^N could not be measured as alpha -> 0)"
         return f"none: q* - p^N does not vanish as alpha -> 0 (~ alpha^{self.exponent:.2g}), so q* does not match even p^0"
@@ -486,6 +529,10 @@ def matched_order(problem: Problem, steps: int = 10) -> MatchedOrder:
         truncated = np.asarray(truncated_fn(x, alpha), dtype=float)
         try:
             solution = minimizer.solve(alpha, guess)
+        except NoUniqueMinimizerError:
+            # no q* to follow towards α = 0: there is nothing to measure, not a degenerate limit
+            return MatchedOrder(-1, math.nan, tuple(alphas + [alpha]), (), tuple(x), False,
+                                reason=f"the minimizer is not unique at alpha = {alpha:g} and below (the weight vanishes where probability is missing)")
         except NotNormalizableError:
             degenerate = True
             deviation = -truncated

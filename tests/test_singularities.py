@@ -146,3 +146,18 @@ def test_loss_on_a_half_line_is_infinite_where_p_stays_negative_and_finite_where
                 return (mpmath.lambertw(lam * p).real) ** 2 / 2  # w (log q - log p)² with log q - log p = -W
             loss = mpmath.quad(density, mpmath.linspace(0, 60, 61) + [mpmath.inf])
         assert solution.loss == pytest.approx(float(loss), rel=1e-8)
+
+
+def test_a_weight_that_vanishes_where_probability_is_missing_has_no_unique_minimizer():
+    # w = 0 for x < 0.01: there the loss does not constrain q; at α = 0.05 p holds only 0.45 above
+    from renorm.symbolic import NoUniqueMinimizerError, matched_order
+
+    problem = make_problem(name="cut", density="2*alpha*4/(3*pi)*log(1/x)/x", weight="Heaviside(x - 1/100)/2", support=("0", "1"))
+    with mpmath.workdps(30):
+        above = float(mpmath.quad(lambda x: 2 * 0.05 * 4 / (3 * mpmath.pi) * mpmath.log(1 / x) / x, [0.01, 1]))
+    with pytest.raises(NoUniqueMinimizerError, match=rf"x in \[0, 0.01\].*integrates to {above:.4g} < 1"):
+        solve(problem, [0.05])
+    (solution,) = solve(problem, [0.3])  # enough probability above 0.01: q* = 0 below, unique
+    assert solution.normalization == pytest.approx(1.0, abs=1e-12) and float(solution.q(np.array([0.005]))[0]) == 0.0
+    order = matched_order(problem)
+    assert order.matched is None and "not unique" in order.describe(problem.order)
