@@ -268,9 +268,9 @@ class ExactMinimizer:
             lo, hi = np.where(same, mid, lo), np.where(same, hi, mid)
         return np.unique(np.concatenate([0.5 * (lo + hi), self._singular]))
 
-    def integral(self, fn: Callable[[np.ndarray], np.ndarray], breakpoints: np.ndarray = np.empty(0), rtol: float = 1e-13) -> float:
+    def integral(self, fn: Callable[[np.ndarray], np.ndarray], breakpoints: np.ndarray = np.empty(0), rtol: float = 1e-13, tails: bool = True) -> float:
         r""":math:`\int dx\, g(x)` over the support (see :func:`integrate_support`)."""
-        return integrate_support(fn, self.map, breakpoints, rtol)
+        return integrate_support(fn, self.map, breakpoints, rtol, tails)
 
     def normalization(self, alpha: float, lam: float, breakpoints: np.ndarray | None = None) -> float:
         r""":math:`\int q_\lambda(x|\alpha)\, dx` (in the distance to the singular endpoint where it is not 0)."""
