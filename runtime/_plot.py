@@ -51,7 +51,8 @@ def _save(figure: Figure, path: Path) -> Path:
 def _plot_range(exact: _Exact, log_density: LogDensity, alphas: Sequence[float], has_exact: bool) -> tuple[float, float]:
     lows, highs = [], []
     for alpha in alphas:
-        density = exact.solution(alpha).q if has_exact else (lambda x, a=alpha: _q(log_density, x, a))
+        solution = exact.at(alpha)
+        density = solution.q if solution is not None else (lambda x, a=alpha: _q(log_density, x, a))
         lo, hi = _quantiles(exact.minimizer, density, _PLOT_QUANTILES)
         lows.append(lo)
         highs.append(hi)
@@ -71,10 +72,13 @@ def _densities(problem: Problem, exact: _Exact, log_density: LogDensity, alphas:
         ax.plot(x, positive, color=_COLORS["p"], lw=1.2, label=r"$p$ (fixed order)")
         if np.any(p < 0):
             ax.plot(x, np.where(p < 0, -p, np.nan), color=_COLORS["p"], lw=1.2, ls="--", label=r"$|p|$ where $p < 0$")
-        if has_exact:
-            star = exact.solution(alpha).q(x)
+        solution = exact.at(alpha)
+        if solution is not None:
+            star = solution.q(x)
             top = max(top, float(star[np.isfinite(star)].max(initial=0.0)))
             ax.plot(x, star, color=_COLORS["exact"], lw=2.4, alpha=0.6, label=r"$q^*$ (exact minimizer)")
+        else:
+            ax.text(0.5, 0.04, "no exact minimizer here", transform=ax.transAxes, ha="center", fontsize="small")
         flow = _q(log_density, x, alpha)
         top = max(top, float(flow[np.isfinite(flow)].max(initial=0.0)))
         ax.plot(x, np.where(flow > 0, flow, np.nan), color=_COLORS["flow"], lw=1.2, ls="-.", label=r"$q$ (flow)")
@@ -88,7 +92,8 @@ def _densities(problem: Problem, exact: _Exact, log_density: LogDensity, alphas:
         axes[0].set_ylim(top * 1e-4, top * 3)
     axes[0].set_ylabel(f"density in ${problem.x.name}$")
     axes[0].legend(loc="best", fontsize="small")
-    figure.suptitle(f"{problem.name}: target, exact minimizer and flow" if has_exact else f"{problem.name}: target and flow (no exact minimizer)")
+    some = any(exact.at(a) is not None for a in alphas)
+    figure.suptitle(f"{problem.name}: target, exact minimizer and flow" if some else f"{problem.name}: target and flow (no exact minimizer)")
     return _save(figure, path)
 
 
