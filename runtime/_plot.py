@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+import sympy as sp
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -59,9 +60,22 @@ def _plot_range(exact: _Exact, log_density: LogDensity, alphas: Sequence[float],
     return float(min(lows)), float(max(highs))
 
 
+def _axis(problem: Problem, x: np.ndarray) -> tuple[np.ndarray, str, bool]:
+    r"""What the x axis shows: the distance to the singular endpoint on a log scale (so that the
+    endpoint where the physics happens is spread out, at either end), or x itself, linearly."""
+    a, b = problem.support_floats
+    name = problem.x.name
+    if problem.singular == "upper":
+        return b - x, f"${sp.latex(problem.support[1])} - {name}$", True
+    if problem.singular == "lower":
+        return (x - a, f"${name} - {sp.latex(problem.support[0])}$", True) if a != 0 else (x, f"${name}$", True)
+    return x, f"${name}$", False
+
+
 def _densities(problem: Problem, exact: _Exact, log_density: LogDensity, alphas: Sequence[float], has_exact: bool, path: Path) -> Path:
     lo, hi = _plot_range(exact, log_density, alphas, has_exact)
     x = _grid(exact.minimizer, lo, hi, 600)
+    shown, label, logarithmic = _axis(problem, x)
     figure = _figure(4.6 * len(alphas), 4.2)
     axes = figure.subplots(1, len(alphas), sharey=True, squeeze=False)[0]
     top = 0.0
@@ -69,23 +83,24 @@ def _densities(problem: Problem, exact: _Exact, log_density: LogDensity, alphas:
         with np.errstate(all="ignore"):
             p = exact.minimizer.p(x, alpha)
         positive = np.where(p > 0, p, np.nan)
-        ax.plot(x, positive, color=_COLORS["p"], lw=1.2, label=r"$p$ (fixed order)")
+        ax.plot(shown, positive, color=_COLORS["p"], lw=1.2, label=r"$p$ (fixed order)")
         if np.any(p < 0):
-            ax.plot(x, np.where(p < 0, -p, np.nan), color=_COLORS["p"], lw=1.2, ls="--", label=r"$|p|$ where $p < 0$")
+            ax.plot(shown, np.where(p < 0, -p, np.nan), color=_COLORS["p"], lw=1.2, ls="--", label=r"$|p|$ where $p < 0$")
         solution = exact.at(alpha)
         if solution is not None:
             star = solution.q(x)
             top = max(top, float(star[np.isfinite(star)].max(initial=0.0)))
-            ax.plot(x, star, color=_COLORS["exact"], lw=2.4, alpha=0.6, label=r"$q^*$ (exact minimizer)")
+            ax.plot(shown, star, color=_COLORS["exact"], lw=2.4, alpha=0.6, label=r"$q^*$ (exact minimizer)")
         else:
             ax.text(0.5, 0.04, "no exact minimizer here", transform=ax.transAxes, ha="center", fontsize="small")
         flow = _q(log_density, x, alpha)
         top = max(top, float(flow[np.isfinite(flow)].max(initial=0.0)))
-        ax.plot(x, np.where(flow > 0, flow, np.nan), color=_COLORS["flow"], lw=1.2, ls="-.", label=r"$q$ (flow)")
-        ax.set_xscale("log")
+        ax.plot(shown, np.where(flow > 0, flow, np.nan), color=_COLORS["flow"], lw=1.2, ls="-.", label=r"$q$ (flow)")
+        if logarithmic:
+            ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_title(rf"$\alpha = {alpha:.4g}$")
-        ax.set_xlabel(f"${problem.x.name}$")
+        ax.set_xlabel(label)
         ax.grid(True, which="major", alpha=0.3)
     if top > 0:
         # p ~ 1/x near a singular endpoint would set the scale: let the normalized densities set it
@@ -115,24 +130,24 @@ def _coefficients(problem: Problem, exact: _Exact, log_density: LogDensity, has_
         # an order that cannot be extracted is shown where the leading one can, to show the bias
         shown = x_range if extractable else (leading if leading is not None else bulk)
         x = _grid(exact.minimizer, *shown, 200)
-        wide = x[-1] > 10 * x[0]
-        # over decades the coefficients go like 1/x: x p^n keeps them readable
-        factor = x if wide else np.ones_like(x)
-        ax.plot(x, factor * coefficients(n, x), color=_COLORS["p"], lw=1.2, label=rf"$p^{n}$ (symbolic)")
+        axis, axis_label, logarithmic = _axis(problem, x)
+        wide = logarithmic and axis.max() > 10 * axis.min()
+        # over decades the coefficients go like 1/distance: distance × p^n keeps them readable
+        factor = axis if wide else np.ones_like(x)
+        ax.plot(axis, factor * coefficients(n, x), color=_COLORS["p"], lw=1.2, label=rf"$p^{n}$ (symbolic)")
         if has_exact:
             star = extract_coefficients(problem, exact.log_q, x, nodes=alphas)[n]
-            ax.plot(x, factor * star, color=_COLORS["exact"], lw=2.4, alpha=0.6, label=rf"$q^{{*{n}}}$ extracted (method's bias)")
+            ax.plot(axis, factor * star, color=_COLORS["exact"], lw=2.4, alpha=0.6, label=rf"$q^{{*{n}}}$ extracted (method's bias)")
         extracted = extract_coefficients(problem, log_density, x, nodes=alphas)[n]
         label = rf"$q^{n}$ extracted (flow)"
         if extractable:
             deviation = _order_deviation(problem, exact, coefficients, log_density, n, x_range, None, alphas, x.size)
             label += f", median deviation {deviation.median_relative_deviation:.2%}"
-        ax.plot(x, factor * extracted, color=_COLORS["flow"], lw=1.2, ls="-.", label=label)
+        ax.plot(axis, factor * extracted, color=_COLORS["flow"], lw=1.2, ls="-.", label=label)
         if wide:
             ax.set_xscale("log")
-        name = problem.x.name
-        ax.set_xlabel(f"${name}$")
-        ax.set_ylabel(f"${name}$ × coefficient" if wide else "coefficient")
+        ax.set_xlabel(axis_label)
+        ax.set_ylabel(f"{axis_label} × coefficient" if wide else "coefficient")
         ax.set_title(rf"order $\alpha^{n}$", loc="left")
         if not extractable:
             ax.set_title("not extractable in this coupling range", loc="right", color="tab:red", fontsize="small")
