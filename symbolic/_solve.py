@@ -139,7 +139,10 @@ class ExactMinimizer:
             if overflow.any():
                 if self._log_abs is None:
                     self._log_abs = numeric(sp.expand_log(sp.log(self.problem.density), force=True), (self.problem.x, self.problem.coupling))
-                wide = np.broadcast_to(np.asarray(self._log_abs(x, alpha), dtype=complex), np.shape(p))
+                # in complex arithmetic, where the real part of any branch of log p is log|p|
+                # (SymPy writes log(log(1/x)) as log(log(x)) + iπ, NaN for real x < 1)
+                points = np.asarray(x, dtype=complex)
+                wide = np.broadcast_to(np.asarray(self._log_abs(points, alpha), dtype=complex), np.shape(p))
                 out = np.where(overflow, np.real(wide), out)
         return out
 

@@ -161,3 +161,48 @@ def test_a_weight_that_vanishes_where_probability_is_missing_has_no_unique_minim
     assert solution.normalization == pytest.approx(1.0, abs=1e-12) and float(solution.q(np.array([0.005]))[0]) == 0.0
     order = matched_order(problem)
     assert order.matched is None and "not unique" in order.describe(problem.order)
+
+
+# a family across the class the spec language admits: log powers, α-dependent and vanishing
+# kernels, half-lines; λ(α) is checked by an independent integration of q* in mpmath
+FAMILY = {
+    "log-power-2": dict(density="alpha*log(1/x)**2/x", support=("0", "1")),
+    "log-power-3": dict(density="alpha*log(1/x)**3/x/3", support=("0", "1")),
+    "log-over-power": dict(density="alpha*log(1/x)/x**(3/2)", support=("0", "1")),
+    "alpha-kernel": dict(density="2*alpha*4/(3*pi)*log(1/x)/x", support=("0", "1"), weight="1/(2*(alpha**2 + 3*alpha**3))"),
+    "vanishing-kernel": dict(density="2*alpha*4/(3*pi)*log(1/x)/x", support=("0", "1"), weight="Heaviside(x - 1/100)/2"),
+    "half-line": dict(x="tau", density="exp(-tau)*(1 + alpha*cos(tau))", support=("0", "oo"), singular="none"),
+    "half-line-power": dict(density="alpha/(x*(1 + x))", support=("0", "oo")),
+    "upper-log-power": dict(density="alpha*log(1/(1 - x))**2/(1 - x)", support=("0", "1"), singular="upper"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(FAMILY))
+def test_family_lambda_normalizes_q_in_mpmath(case):
+    import sympy
+
+    spec = FAMILY[case]
+    problem = make_problem(name=case, **spec)
+    x, a = problem.x, problem.coupling
+    density = sympy.lambdify((x, a), problem.density, modules="mpmath")
+    weight = sympy.lambdify((x, a), problem.weight, modules=[{"Heaviside": lambda v, h0=0.5: mpmath.mpf(1 if v > 0 else h0 if v == 0 else 0)}, "mpmath"])
+    lo, hi = problem.support_floats
+    singular = problem.singular
+    for solution in solve(problem, [0.3, 0.118]):
+        alpha, lam = mpmath.mpf(solution.alpha), mpmath.mpf(solution.lagrange_multiplier)
+        with mpmath.workdps(30):
+            def q(t):
+                if not lo < t < hi:
+                    return mpmath.mpf(0)
+                p, w = abs(density(t, alpha)), weight(t, alpha)
+                if w == 0 or p == 0:  # C² = 1/(2w) infinite: q* = 0 there (λ > 0)
+                    return mpmath.mpf(0)
+                return p * mpmath.exp(-mpmath.lambertw(lam * p / (2 * w)).real)
+
+            if singular == "upper":
+                points = [mpmath.mpf(1) - mpmath.mpf(10) ** -k for k in range(1, 16)] + [mpmath.mpf(0), mpmath.mpf(1)]
+            else:
+                points = [mpmath.mpf(lo)] + [mpmath.mpf(10) ** -k for k in range(300, 0, -10)] + [mpmath.mpf(10) ** -k for k in range(9, 0, -1)]
+                points += [mpmath.mpf(0.01), mpmath.mpf(min(hi, 1.0))] + ([mpmath.mpf(10), mpmath.mpf(100), mpmath.inf] if math.isinf(hi) else [])
+            total = mpmath.quad(q, sorted(set(points)))
+        assert abs(float(total) - 1) < 1e-9, (case, solution.alpha, float(total))
