@@ -73,35 +73,48 @@ def _axis(problem: Problem, x: np.ndarray) -> tuple[np.ndarray, str, bool]:
 
 
 def _densities(problem: Problem, exact: _Exact, log_density: LogDensity, alphas: Sequence[float], has_exact: bool, path: Path) -> Path:
+    r"""p, q* and the flow at each coupling, with a ratio panel under each: q_flow/q* and p/q*
+    (or q_flow/p where there is no q*), the view in which a physicist reads a per-cent agreement."""
     lo, hi = _plot_range(exact, log_density, alphas, has_exact)
     x = _grid(exact.minimizer, lo, hi, 600)
     shown, label, logarithmic = _axis(problem, x)
-    figure = _figure(4.6 * len(alphas), 4.2)
-    axes = figure.subplots(1, len(alphas), sharey=True, squeeze=False)[0]
+    figure = _figure(4.6 * len(alphas), 5.8)
+    grid = figure.subplots(2, len(alphas), sharex="col", sharey="row", squeeze=False, gridspec_kw={"height_ratios": (3, 1.3)})
+    axes, ratios = grid[0], grid[1]
     top = 0.0
-    for ax, alpha in zip(axes, alphas):
+    for ax, below, alpha in zip(axes, ratios, alphas):
         with np.errstate(all="ignore"):
             p = exact.minimizer.p(x, alpha)
         positive = np.where(p > 0, p, np.nan)
         ax.plot(shown, positive, color=_COLORS["p"], lw=1.2, label=r"$p$ (fixed order)")
         if np.any(p < 0):
             ax.plot(shown, np.where(p < 0, -p, np.nan), color=_COLORS["p"], lw=1.2, ls="--", label=r"$|p|$ where $p < 0$")
-        solution = exact.at(alpha)
-        if solution is not None:
-            star = solution.q(x)
-            top = max(top, float(star[np.isfinite(star)].max(initial=0.0)))
-            ax.plot(shown, star, color=_COLORS["exact"], lw=2.4, alpha=0.6, label=r"$q^*$ (exact minimizer)")
-        else:
-            ax.text(0.5, 0.04, "no exact minimizer here", transform=ax.transAxes, ha="center", fontsize="small")
         flow = _q(log_density, x, alpha)
+        solution = exact.at(alpha)
+        with np.errstate(all="ignore"):
+            if solution is not None:
+                star = solution.q(x)
+                top = max(top, float(star[np.isfinite(star)].max(initial=0.0)))
+                ax.plot(shown, star, color=_COLORS["exact"], lw=2.4, alpha=0.6, label=r"$q^*$ (exact minimizer)")
+                below.plot(shown, flow / star, color=_COLORS["flow"], lw=1.2, ls="-.", label=r"$q/q^*$")
+                below.plot(shown, p / star, color=_COLORS["p"], lw=1.0, label=r"$p/q^*$")
+                below.set_ylabel(r"ratio to $q^*$" if alpha == alphas[0] else "")
+            else:
+                ax.text(0.5, 0.04, "no exact minimizer here", transform=ax.transAxes, ha="center", fontsize="small")
+                below.plot(shown, flow / p, color=_COLORS["flow"], lw=1.2, ls="-.", label=r"$q/p$")
+                below.set_ylabel(r"ratio to $p$" if alpha == alphas[0] else "")
         top = max(top, float(flow[np.isfinite(flow)].max(initial=0.0)))
         ax.plot(shown, np.where(flow > 0, flow, np.nan), color=_COLORS["flow"], lw=1.2, ls="-.", label=r"$q$ (flow)")
         if logarithmic:
             ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_title(rf"$\alpha = {alpha:.4g}$")
-        ax.set_xlabel(label)
-        ax.grid(True, which="major", alpha=0.3)
+        below.axhline(1.0, color="gray", lw=0.8)
+        below.set_ylim(0.9, 1.1)  # ±10%: what the tolerance bands of verification live in
+        below.set_xlabel(label)
+        below.legend(loc="best", fontsize="x-small")
+        for panel in (ax, below):
+            panel.grid(True, which="major", alpha=0.3)
     if top > 0:
         # p ~ 1/x near a singular endpoint would set the scale: let the normalized densities set it
         axes[0].set_ylim(top * 1e-4, top * 3)
