@@ -342,8 +342,10 @@ def _run(args: argparse.Namespace) -> int:
         order = matched_order(problem)
         try:
             solutions = solve(problem, alphas)
+            matched = (f"matches p^N through O(alpha^{order.order}) of {problem.order}" if order.matched is not None
+                       else f"matched order {order.describe(problem.order)}")
             print("[2/5] exact minimizer: lambda = " + ", ".join(f"{s.lagrange_multiplier:.6g} (alpha={s.alpha:g})" for s in solutions)
-                  + f"; matches p^N through O(alpha^{order.order}) of {problem.order}")
+                  + f"; {matched}")
         except NotNormalizableError as error:
             print(f"[2/5] exact minimizer: none ({error}); matched order {order.describe(problem.order)}")
         run = train(problem, out, _config(args, problem), progress=True, force=args.force)
