@@ -103,8 +103,8 @@ def _private(stat: os.stat_result) -> bool:
     return stat.st_uid == os.getuid() and not stat.st_mode & 0o022
 
 
-def _cached(directory: Path, name: str, problem: Problem) -> str | None:
-    r"""The verified source of a cache entry for ``name``, or ``None``.
+def _cached(directory: Path, name: str, problem: Problem) -> tuple[str, Path] | None:
+    r"""The verified source of a cache entry for ``name`` and its path, or ``None``.
 
     An entry is named ``NAME.DIGEST.py`` with DIGEST the SHA-256 of its content. It is used
     only if the folder and the file belong to this user and no one else can write them, the
@@ -134,7 +134,7 @@ def _cached(directory: Path, name: str, problem: Problem) -> str | None:
         except (UnicodeDecodeError, CodegenError):
             continue
         if f"\nSPEC_SHA256 = {problem.sha256!r}\n" in source:
-            return source
+            return source, path
     return None
 
 
@@ -190,13 +190,12 @@ def load(problem: Problem) -> types.ModuleType:
         return _MODULES[key]
     name = f"renorm_generated_{re.sub(r'[^0-9A-Za-z_]', '_', problem.name)}_{key[:16]}"
     directory = cache_dir()
-    source = _cached(directory, name, problem)
-    path = None
-    if source is None:
+    cached = _cached(directory, name, problem)
+    if cached is None:
         source = generate(problem)  # checked there
         path = _store(directory, name, source)
     else:
-        path = directory / f"{name}.{hashlib.sha256(source.encode('utf-8')).hexdigest()[:32]}.py"
+        source, path = cached
     module = _module(source, name, path)
     _MODULES[key] = module
     return module

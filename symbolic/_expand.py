@@ -65,19 +65,21 @@ class Coefficient:
         """
         p = self.problem
         x = np.atleast_1d(np.asarray(x, dtype=float))
+        # the map and the break points are the same for every x
+        mapping = endpoint_map(p.support_floats, p.singular)
+        inside = mapping.u(np.array(singular_points(p)))
         if p.singular == "lower" and self.plus != 0:
-            return float(self.delta) - np.array([_integral(p, self.values, xi, "above") for xi in x])
+            return float(self.delta) - np.array([_integral(mapping, inside, self.values, xi, "above") for xi in x])
         offset = float(self.delta) if p.singular == "lower" else 0.0
-        return offset + np.array([_integral(p, self.values, xi, "below") for xi in x])
+        return offset + np.array([_integral(mapping, inside, self.values, xi, "below") for xi in x])
 
 
-def _integral(problem: Problem, g, x: float, side: str) -> float:
-    r""":math:`\int_a^x g` (``below``) or :math:`\int_x^b g` (``above``) in the endpoint map."""
-    mapping = endpoint_map(problem.support_floats, problem.singular)
+def _integral(mapping, inside: np.ndarray, g, x: float, side: str) -> float:
+    r""":math:`\int_a^x g` (``below``) or :math:`\int_x^b g` (``above``) in the endpoint map, with
+    break points ``inside`` (in the map's variable)."""
     u = float(mapping.u(x))
     increasing = mapping.kind != "upper"
     lo, hi = (mapping.lo, u) if (side == "below") == increasing else (u, mapping.hi)
-    inside = mapping.u(np.array(singular_points(problem)))
     inside = inside[(inside > lo) & (inside < hi)]
     return integrate(lambda t: g(mapping.x(t)) * mapping.jacobian(t), lo, hi, breakpoints=inside).value
 

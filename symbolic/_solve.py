@@ -211,10 +211,11 @@ class ExactMinimizer:
                 magnitude = np.abs(p)
                 if lam == 0:
                     return magnitude
-                q = np.where(magnitude > 0, magnitude * np.exp(-lambertw(lam * c2 * magnitude)), 0.0)
-                if lam > 0 and not np.isfinite(lam * c2 * magnitude).all():
+                z = lam * c2 * magnitude
+                q = np.where(magnitude > 0, magnitude * np.exp(-lambertw(z)), 0.0)
+                if lam > 0 and not np.isfinite(z).all():
                     # q = W(λC²|p|)/(λC²) stays finite where p overflows: take it through log|p|
-                    q = np.where(np.isfinite(lam * c2 * magnitude), q, np.exp(self._log_q_large(p, self.log_abs_p(x, alpha), c2, lam)))
+                    q = np.where(np.isfinite(z), q, np.exp(self._log_q_large(p, self.log_abs_p(x, alpha), c2, lam)))
                 return q
         return self._custom_q(p, c2, lam)
 
