@@ -68,10 +68,24 @@ def write_atomic(path: str | Path, text: str | bytes) -> None:
             os.fsync(stream.fileno())
         os.chmod(temporary, mode)
         os.replace(temporary, path)
+        _fsync_directory(path.parent)  # the rename itself survives a crash
     except BaseException:
         if os.path.exists(temporary):
             os.unlink(temporary)
         raise
+
+
+def _fsync_directory(directory: Path) -> None:
+    try:
+        handle = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(handle)
+    except OSError:
+        pass  # some file systems cannot sync a directory; the data itself is on disk
+    finally:
+        os.close(handle)
 
 
 @functools.cache

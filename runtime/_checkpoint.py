@@ -6,16 +6,17 @@ import contextlib
 import errno
 import fcntl
 import hashlib
+import io
 import math
 import os
 import signal
-import tempfile
 import threading
 from pathlib import Path
 from typing import Any, Iterator
 
 import torch
 
+from renorm.codegen._load import write_atomic
 from renorm.symbolic import RenormError, one_line
 
 from ._flow import ConditionalFlow
@@ -27,7 +28,7 @@ __all__ = ["FORMAT", "digest", "save_checkpoint", "read_checkpoint", "run_lock",
 FORMAT = 2
 #: No checkpoint this tool writes comes near this (the default flow's is about 0.5 MB).
 MAX_BYTES = 256 << 20
-#: Temporary files of interrupted writes (checkpoints, history.json, report.json).
+#: Temporary files of interrupted writes (write_atomic's ``.NAME.*.tmp``; ``.tmp-*.pt`` from before).
 _ORPHANS = (".tmp-*.pt", ".*.tmp")
 #: What a checkpoint holds, and the type of each entry.
 _KEYS = {
@@ -80,43 +81,25 @@ def digest(state: dict) -> str:
     return hasher.hexdigest()
 
 
-def _fsync_directory(directory: Path) -> None:
-    with contextlib.suppress(OSError):
-        handle = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(handle)
-        finally:
-            os.close(handle)
-
-
 def save_checkpoint(state: dict, path: Path) -> None:
     r"""Writes ``state`` with its format and checksum to ``path`` atomically and durably.
 
-    Through a temporary file in the same folder, flushed to disk, then ``os.replace``: readers
-    see the old checkpoint or the new one, and a failed write (disk full, read-only) leaves the
-    old one in place.
+    Through the project's one atomic writer (:func:`renorm.codegen._load.write_atomic`: a
+    temporary file in the same folder, flushed to disk, then ``os.replace``): readers see the
+    old checkpoint or the new one, and a failed write (disk full, read-only) leaves the old one
+    in place.
 
     Raises:
         RenormError: One line naming the path and the reason, if the write fails.
     """
     state = {**state, "format": FORMAT}
     state["checksum"] = digest(state)
-    temporary = None
     try:
-        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".pt")
-        with os.fdopen(handle, "wb") as stream:
-            torch.save(state, stream)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-        temporary = None
-        _fsync_directory(path.parent)
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        write_atomic(path, buffer.getvalue())
     except OSError as error:
         raise RenormError(f"cannot write the checkpoint {one_line(path)}: {error.strerror or error}") from None
-    finally:
-        if temporary is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(temporary)
 
 
 def _check_flow(description: dict, state: dict, where: str) -> None:

@@ -58,7 +58,7 @@ class TrainConfig:
         dtype, device: ``float32``/``float64``; ``cpu``/``cuda``/``mps``.
         checkpoint_every, checkpoint_seconds: Write a checkpoint every this many steps or
             seconds, whichever comes first (and at the end, and on SIGINT/SIGTERM). A write takes
-            about 8 ms (0.33 MB, flushed to disk): every 10 steps costs under 1% of a default run.
+            6-8 ms (0.33 MB, flushed to disk): every 10 steps costs under 1% of a default run.
         schedule: ``cosine`` or ``constant``.
         threads: CPU threads of torch's operations while training (restored afterwards). Fixed,
             not the machine's core count, because it changes the order of floating-point sums:

@@ -248,21 +248,23 @@ def test_read_only_file_system_is_one_line(tmp_path, capsys, monkeypatch):
 
 
 def test_disk_full_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
-    original = torch.save
+    from renorm.codegen import _load
+
+    original = _load.os.replace
     calls = {"n": 0}
 
-    def fills_up(obj, stream):
-        calls["n"] += 1
-        if calls["n"] == 3:  # the third write (step 6, the last) finds the disk full half-way
-            stream.write(b"\0" * 1000)
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        original(obj, stream)
+    def fills_up(source, target):
+        if str(target).endswith("checkpoint.pt"):
+            calls["n"] += 1
+            if calls["n"] == 3:  # the third checkpoint (step 6, the last) finds the disk full
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        original(source, target)
 
-    monkeypatch.setattr(_checkpoint.torch, "save", fills_up)
+    monkeypatch.setattr(_load.os, "replace", fills_up)
     with pytest.raises(RenormError, match=r"No space left on device; the last good checkpoint \(step 4\) is kept"):
         train(_problem(), tmp_path, TrainConfig(**SMALL), progress=False)
     assert load_run(tmp_path).step == 4
-    assert not list(tmp_path.glob(".tmp-*")), "the failed write left its temporary file"
+    assert not list(tmp_path.glob(".tmp-*")) and not list(tmp_path.glob(".*.tmp")), "the failed write left its temporary file"
 
 
 def test_run_keeps_the_trained_flow_when_plotting_fails(tmp_path, capsys):
