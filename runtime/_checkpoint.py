@@ -24,8 +24,11 @@ from ._maps import MAPS
 
 __all__ = ["FORMAT", "digest", "save_checkpoint", "read_checkpoint", "run_lock", "clean_orphans", "deferred_signals", "saving", "Interrupted"]
 
-#: Version of the checkpoint layout; 2 added the checksum.
-FORMAT = 2
+#: Version of the checkpoint layout; 2 added the checksum, 3 trains a problem whose singular
+#: endpoint is not 0 in the distance to it (format 2 is still read for every other problem).
+FORMAT = 3
+#: The formats this version reads.
+_READABLE = (2, 3)
 #: No checkpoint this tool writes comes near this (the default flow's is about 0.5 MB).
 MAX_BYTES = 256 << 20
 #: Temporary files of interrupted writes (write_atomic's ``.NAME.*.tmp``; ``.tmp-*.pt`` from before).
@@ -169,8 +172,8 @@ def read_checkpoint(path: Path) -> dict:
         raise RenormError(f"{where}: not a readable renorm checkpoint ({type(error).__name__}: {one_line(error)[:200]})") from None
     if not isinstance(state, dict) or "format" not in state:
         raise RenormError(f"{where}: not a renorm checkpoint")
-    if state["format"] != FORMAT:
-        raise RenormError(f"{where}: checkpoint format {one_line(repr(state['format']))[:20]}, this version reads format {FORMAT} (format 1 had no checksum: train again)")
+    if state["format"] not in _READABLE or isinstance(state["format"], bool):
+        raise RenormError(f"{where}: checkpoint format {one_line(repr(state['format']))[:20]}, this version reads formats {_READABLE[0]} to {FORMAT} (format 1 had no checksum: train again)")
     for key, kind in _KEYS.items():
         if key not in state:
             raise RenormError(f"{where}: the checkpoint lacks {key!r}")

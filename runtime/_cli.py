@@ -227,7 +227,7 @@ def _certificate_rows(run) -> list:
     from ._verify import _certificate_alphas, certificate
 
     try:
-        return certificate(run.problem, run.log_density, _certificate_alphas(run.problem))
+        return certificate(run.problem, run.log_density_distance, _certificate_alphas(run.problem), distance=True)
     except RenormError:
         return []
 
@@ -279,7 +279,7 @@ def _sample(args: argparse.Namespace) -> None:
 def _verify_run(run):
     from ._verify import verify
 
-    return verify(run.problem, run.log_density)
+    return verify(run.problem, run.log_density_distance, distance=True)
 
 
 def _print_report(report) -> None:
@@ -287,7 +287,7 @@ def _print_report(report) -> None:
     for order in report.orders:
         if order.extractable:
             lo, hi = order.x_range
-            print(f"  q^{order.n} vs p^{order.n} on x in [{lo:.4g}, {hi:.4g}] (scale {order.scale}): median {order.median_relative_deviation:.3e}, max {order.max_relative_deviation:.3e}")
+            print(f"  q^{order.n} vs p^{order.n} on {report.variable} in [{lo:.4g}, {hi:.4g}] (scale {order.scale}): median {order.median_relative_deviation:.3e}, max {order.max_relative_deviation:.3e}")
         else:
             print(f"  q^{order.n}: not extractable over the coupling range")
     for alpha, value in zip(report.alphas, report.normalization):
@@ -313,7 +313,7 @@ def _plot(args: argparse.Namespace) -> None:
     from ._plot import plot_report
 
     run = _load_run(args)
-    for path in plot_report(run.problem, run.log_density, run.directory, history=run.history):
+    for path in plot_report(run.problem, run.log_density_distance, run.directory, history=run.history, distance=True):
         print(path)
 
 
@@ -356,7 +356,7 @@ def _run(args: argparse.Namespace) -> int:
         _write(write_atomic, out / "report.json", _json.dumps(report.to_json(), indent=2, allow_nan=False), kept)
         print(f"[4/5] verification written to {out / 'report.json'}")
         try:
-            paths = plot_report(problem, run.log_density, out, history=run.history)
+            paths = plot_report(problem, run.log_density_distance, out, history=run.history, distance=True)
         except OSError as error:
             raise RenormError(f"cannot write the plots in {one_line(out)}: {error.strerror or error}{kept}") from None
         print(f"[5/5] plots: {', '.join(p.name for p in paths)}")

@@ -9,14 +9,13 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
-import sympy as sp
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from renorm.symbolic import Problem
+from renorm.symbolic import Frame, Problem
 
 from ._verify import (
-    THRESHOLD_PER_TOLERANCE, LogDensity, _certificate_alphas, _Coefficients, _Exact, _grid, _nodes, _order_deviation, _q,
+    THRESHOLD_PER_TOLERANCE, LogDensity, _certificate_alphas, _Coefficients, _Exact, _framed, _grid, _nodes, _order_deviation, _q,
     _quantiles, _range, _union_bulk, extract_coefficients,
 )
 
@@ -60,24 +59,20 @@ def _plot_range(exact: _Exact, log_density: LogDensity, alphas: Sequence[float],
     return float(min(lows)), float(max(highs))
 
 
-def _axis(problem: Problem, x: np.ndarray) -> tuple[np.ndarray, str, bool]:
-    r"""What the x axis shows: the distance to the singular endpoint on a log scale (so that the
-    endpoint where the physics happens is spread out, at either end), or x itself, linearly."""
-    a, b = problem.support_floats
-    name = problem.x.name
-    if problem.singular == "upper":
-        return b - x, f"${sp.latex(problem.support[1])} - {name}$", True
-    if problem.singular == "lower":
-        return (x - a, f"${name} - {sp.latex(problem.support[0])}$", True) if a != 0 else (x, f"${name}$", True)
-    return x, f"${name}$", False
+def _axis(frame: Frame) -> tuple[str, bool]:
+    r"""The x axis: the distance to the singular endpoint on a log scale (so that the endpoint
+    where the physics happens is spread out, at either end), or x itself, linearly. The plots
+    work in the frame's variable, which is that distance (see :class:`~renorm.symbolic.Frame`)."""
+    return f"${frame.label}$", frame.problem.singular == "lower"
 
 
-def _densities(problem: Problem, exact: _Exact, log_density: LogDensity, alphas: Sequence[float], has_exact: bool, path: Path) -> Path:
+def _densities(frame: Frame, exact: _Exact, log_density: LogDensity, alphas: Sequence[float], has_exact: bool, path: Path) -> Path:
     r"""p, q* and the flow at each coupling, with a ratio panel under each: q_flow/q* and p/q*
     (or q_flow/p where there is no q*), the view in which a physicist reads a per-cent agreement."""
     lo, hi = _plot_range(exact, log_density, alphas, has_exact)
     x = _grid(exact.minimizer, lo, hi, 600)
-    shown, label, logarithmic = _axis(problem, x)
+    problem = frame.problem
+    label, logarithmic = _axis(frame)
     figure = _figure(4.6 * len(alphas), 5.8)
     grid = figure.subplots(2, len(alphas), sharex="col", sharey="row", squeeze=False, gridspec_kw={"height_ratios": (3, 1.3)})
     axes, ratios = grid[0], grid[1]
@@ -86,25 +81,27 @@ def _densities(problem: Problem, exact: _Exact, log_density: LogDensity, alphas:
         with np.errstate(all="ignore"):
             p = exact.minimizer.p(x, alpha)
         positive = np.where(p > 0, p, np.nan)
-        ax.plot(shown, positive, color=_COLORS["p"], lw=1.2, label=r"$p$ (fixed order)")
+        ax.plot(x, positive, color=_COLORS["p"], lw=1.2, label=r"$p$ (fixed order)")
         if np.any(p < 0):
-            ax.plot(shown, np.where(p < 0, -p, np.nan), color=_COLORS["p"], lw=1.2, ls="--", label=r"$|p|$ where $p < 0$")
+            ax.plot(x, np.where(p < 0, -p, np.nan), color=_COLORS["p"], lw=1.2, ls="--", label=r"$|p|$ where $p < 0$")
         flow = _q(log_density, x, alpha)
         solution = exact.at(alpha)
         with np.errstate(all="ignore"):
             if solution is not None:
                 star = solution.q(x)
                 top = max(top, float(star[np.isfinite(star)].max(initial=0.0)))
-                ax.plot(shown, star, color=_COLORS["exact"], lw=2.4, alpha=0.6, label=r"$q^*$ (exact minimizer)")
-                below.plot(shown, flow / star, color=_COLORS["flow"], lw=1.2, ls="-.", label=r"$q/q^*$")
-                below.plot(shown, p / star, color=_COLORS["p"], lw=1.0, label=r"$p/q^*$")
+                ax.plot(x, star, color=_COLORS["exact"], lw=2.4, alpha=0.6, label=r"$q^*$ (exact minimizer)")
+                below.plot(x, flow / star, color=_COLORS["flow"], lw=1.2, ls="-.", label=r"$q/q^*$")
+                below.plot(x, p / star, color=_COLORS["p"], lw=1.0, label=r"$p/q^*$")
                 below.set_ylabel(r"ratio to $q^*$" if alpha == alphas[0] else "")
             else:
                 ax.text(0.5, 0.04, "no exact minimizer here", transform=ax.transAxes, ha="center", fontsize="small")
-                below.plot(shown, flow / p, color=_COLORS["flow"], lw=1.2, ls="-.", label=r"$q/p$")
+                below.plot(x, flow / p, color=_COLORS["flow"], lw=1.2, ls="-.", label=r"$q/p$")
                 below.set_ylabel(r"ratio to $p$" if alpha == alphas[0] else "")
-        top = max(top, float(flow[np.isfinite(flow)].max(initial=0.0)))
-        ax.plot(shown, np.where(flow > 0, flow, np.nan), color=_COLORS["flow"], lw=1.2, ls="-.", label=r"$q$ (flow)")
+        if solution is None:
+            # q* sets the scale where it exists: a poorly trained flow's tail would squash the rest
+            top = max(top, float(flow[np.isfinite(flow)].max(initial=0.0)))
+        ax.plot(x, np.where(flow > 0, flow, np.nan), color=_COLORS["flow"], lw=1.2, ls="-.", label=r"$q$ (flow)")
         if logarithmic:
             ax.set_xscale("log")
         ax.set_yscale("log")
@@ -118,49 +115,68 @@ def _densities(problem: Problem, exact: _Exact, log_density: LogDensity, alphas:
     if top > 0:
         # p ~ 1/x near a singular endpoint would set the scale: let the normalized densities set it
         axes[0].set_ylim(top * 1e-4, top * 3)
-    axes[0].set_ylabel(f"density in ${problem.x.name}$")
+    axes[0].set_ylabel(f"density in ${frame.label}$")
     axes[0].legend(loc="best", fontsize="small")
     some = any(exact.at(a) is not None for a in alphas)
     figure.suptitle(f"{problem.name}: target, exact minimizer and flow" if some else f"{problem.name}: target and flow (no exact minimizer)")
     return _save(figure, path)
 
 
-def _coefficients(problem: Problem, exact: _Exact, log_density: LogDensity, has_exact: bool, path: Path) -> Path:
+def _coefficients(frame: Frame, exact: _Exact, log_density: LogDensity, has_exact: bool, tolerance: float, path: Path) -> Path:
+    r"""Per order the extracted :math:`q^n` against :math:`p^n`, with the tolerance band over the checked range."""
+    problem = frame.problem
     coefficients = _Coefficients.of(problem)
     alphas = _nodes(problem, None)
     checks = _certificate_alphas(problem)
     flow = None if has_exact else (lambda a: (lambda x: _q(log_density, x, a)))
     bulk = _union_bulk(exact, flow, checks)
-    threshold = THRESHOLD_PER_TOLERANCE * 0.02
+    threshold = THRESHOLD_PER_TOLERANCE * tolerance
+    alpha_max = float(problem.coupling_range[1])
     order = problem.order
     figure = _figure(4.6 * (order + 1), 4.0)
     axes = figure.subplots(1, order + 1, squeeze=False)[0]
     ranges = [_range(exact, coefficients, bulk, [n], threshold, alphas, has_exact) for n in range(order + 1)]
-    leading = ranges[coefficients.leading] if coefficients.leading is not None else None
+    label, logarithmic = _axis(frame)
     for n, ax in enumerate(axes):
         x_range = ranges[n]
         extractable = x_range is not None
-        # an order that cannot be extracted is shown where the leading one can, to show the bias
-        shown = x_range if extractable else (leading if leading is not None else bulk)
-        x = _grid(exact.minimizer, *shown, 200)
-        axis, axis_label, logarithmic = _axis(problem, x)
-        wide = logarithmic and axis.max() > 10 * axis.min()
+        # the whole bulk, so that the checked range shows where it sits and what lies outside it
+        x = _grid(exact.minimizer, *bulk, 300)
+        wide = logarithmic and x.max() > 10 * x.min()
         # over decades the coefficients go like 1/distance: distance × p^n keeps them readable
-        factor = axis if wide else np.ones_like(x)
-        ax.plot(axis, factor * coefficients(n, x), color=_COLORS["p"], lw=1.2, label=rf"$p^{n}$ (symbolic)")
+        factor = x if wide else np.ones_like(x)
+        target = coefficients(n, x)
+        ax.plot(x, factor * target, color=_COLORS["p"], lw=1.2, label=rf"$p^{n}$ (symbolic)")
+        scale = coefficients.scale(n, x, alpha_max)
+        if extractable:
+            inside = (x >= x_range[0]) & (x <= x_range[1])
+            # the band of the test: |q^n - p^n| <= tolerance * s_n for the median over the range
+            band = np.where(inside, tolerance * scale, np.nan)
+            ax.fill_between(x, factor * (target - band), factor * (target + band), color=_COLORS["p"], alpha=0.25, lw=0,
+                            label=f"checked range, ±{tolerance:g} $s_{n}$ (median test)")
+            for edge in x_range:
+                ax.axvline(edge, color="gray", lw=0.8, ls=":")
         if has_exact:
             star = extract_coefficients(problem, exact.log_q, x, nodes=alphas)[n]
-            ax.plot(axis, factor * star, color=_COLORS["exact"], lw=2.4, alpha=0.6, label=rf"$q^{{*{n}}}$ extracted (method's bias)")
+            ax.plot(x, factor * star, color=_COLORS["exact"], lw=2.4, alpha=0.6, label=rf"$q^{{*{n}}}$ extracted (method's bias)")
         extracted = extract_coefficients(problem, log_density, x, nodes=alphas)[n]
-        label = rf"$q^{n}$ extracted (flow)"
+        name = rf"$q^{n}$ extracted (flow)"
         if extractable:
-            deviation = _order_deviation(problem, exact, coefficients, log_density, n, x_range, None, alphas, x.size)
-            label += f", median deviation {deviation.median_relative_deviation:.2%}"
-        ax.plot(axis, factor * extracted, color=_COLORS["flow"], lw=1.2, ls="-.", label=label)
+            deviation = _order_deviation(problem, exact, coefficients, log_density, n, x_range, None, alphas, 64)
+            name += f", median deviation {deviation.median_relative_deviation:.2%}"
+        ax.plot(x, factor * extracted, color=_COLORS["flow"], lw=1.2, ls="-.", label=name)
+        # the fit's extrapolation leaves the scale outside the checked range: the target and the
+        # deviation's scale s_n set it (s_n is the leading term where p^n vanishes)
+        reach = factor * (scale if coefficients.vanishing[n] else target)
+        reach = reach[np.isfinite(reach)]
+        if reach.size:
+            low, high = min(float(reach.min()), -float(reach.max()) if coefficients.vanishing[n] else 0.0), max(float(reach.max()), 0.0)
+            pad = 0.25 * max(high - low, 1e-300)
+            ax.set_ylim(low - pad, high + pad)
         if wide:
             ax.set_xscale("log")
-        ax.set_xlabel(axis_label)
-        ax.set_ylabel(f"{axis_label} × coefficient" if wide else "coefficient")
+        ax.set_xlabel(label)
+        ax.set_ylabel(f"{label} × coefficient" if wide else "coefficient")
         ax.set_title(rf"order $\alpha^{n}$", loc="left")
         if not extractable:
             ax.set_title("not extractable in this coupling range", loc="right", color="tab:red", fontsize="small")
@@ -181,17 +197,32 @@ def _series(history: Sequence[Mapping[str, Any]], key: str) -> tuple[np.ndarray,
 
 
 def _training(problem: Problem, history: Sequence[Mapping[str, Any]], path: Path) -> Path:
+    r"""The loss and validation curves, the phases (Adam, then L-BFGS refinement) marked, and the
+    step whose flow was kept (the refinement's lowest validation objective)."""
     extras = [key for key in ("excess_loss", "total_variation") if _series(history, key)[0].size]
     figure = _figure(6.0 * (1 + bool(extras)), 4.0)
     axes = figure.subplots(1, 1 + bool(extras), squeeze=False)[0]
+    ax = axes[0]
     steps, loss = _series(history, "loss")
-    axes[0].plot(steps, loss, color=_COLORS["flow"], lw=1.2, label="loss")
-    if loss.size and np.all(loss > 0):
-        axes[0].set_yscale("log")
-    axes[0].set_xlabel("step")
-    axes[0].set_ylabel("training loss")
-    axes[0].grid(True, which="major", alpha=0.3)
-    axes[0].legend(loc="best", fontsize="small")
+    ax.plot(steps, loss, color=_COLORS["flow"], lw=1.2, label="training objective")
+    v_steps, validation = _series(history, "validation")
+    if v_steps.size:
+        ax.plot(v_steps, validation, color="tab:purple", lw=1.0, marker=".", ms=3, label="validation objective (other grid)")
+    refine = [float(h["step"]) for h in history if h.get("phase") == "refine"]
+    if refine:
+        start = refine[0] - 1
+        ax.axvline(start, color="gray", lw=0.8, ls="--")
+        ax.axvspan(start, max(refine), color="gray", alpha=0.08, lw=0, label="L-BFGS refinement (Adam before)")
+        kept = [(v, s) for s, v in zip(v_steps, validation) if s >= start]
+        if kept:
+            value, step = min(kept)
+            ax.plot([step], [value], marker="*", ms=10, color="tab:red", ls="none", label=f"kept: step {step:.0f}")
+    if loss.size and np.all(loss > 0) and np.all(validation > 0):
+        ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("objective")
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(loc="best", fontsize="small")
     if extras:
         for key, color in zip(extras, ("tab:red", "tab:green")):
             s, v = _series(history, key)
@@ -211,18 +242,23 @@ def plot_report(
     out_dir: str | Path,
     history: Sequence[Mapping[str, Any]] | None = None,
     alphas: Sequence[float] | None = None,
+    *,
+    tolerance: float = 0.02,
+    distance: bool = False,
 ) -> list[Path]:
     r"""Writes the verification plots as PNG files.
 
     - ``densities.png``: :math:`p`, the flow's :math:`q` and the exact minimizer :math:`q^*`
-      (where it exists) against :math:`x` at three couplings, both axes logarithmic; where
+      (where it exists) at three couplings, both axes logarithmic (x against the distance to
+      the singular endpoint), with a ratio panel (:math:`q/q^*`, :math:`p/q^*`) under each; where
       :math:`p < 0` its magnitude is drawn dashed (the legend says so).
     - ``coefficients.png``: per order :math:`n \le N` the extracted :math:`q^n` (fit in α, see
       :func:`~renorm.runtime._verify.extract_coefficients`) against the symbolic :math:`p^n`, over
-      the order's extractable range; the same extraction applied to :math:`q^*` shows the method's
-      own bias.
-    - ``training.png``: the loss curve, and ``excess_loss`` / ``total_variation`` where present,
-      when ``history`` is given.
+      the bulk, the checked range shaded with the tolerance band :math:`p^n \pm` ``tolerance``
+      :math:`\cdot s_n`; the same extraction applied to :math:`q^*` shows the method's own bias.
+    - ``training.png``, when ``history`` is given: the training and validation objectives per
+      step, the L-BFGS refinement shaded, the kept step starred, and ``excess_loss`` /
+      ``total_variation`` where present.
 
     Each file is written to a temporary file in ``out_dir`` and moved into place with
     :func:`os.replace`, so a reader never sees half a PNG.
@@ -231,22 +267,27 @@ def plot_report(
         problem: The matching problem.
         log_density: :math:`\log q(x|\alpha)` of the flow.
         out_dir: Directory for the PNGs (created if missing).
-        history: Training records, dicts with ``step``, ``loss`` and optionally ``excess_loss``,
-            ``total_variation``.
+        history: Training records, dicts with ``step``, ``loss`` and optionally ``phase``
+            (``main`` or ``refine``), ``validation``, ``excess_loss``, ``total_variation``.
         alphas: Couplings of ``densities.png``; default :math:`\alpha_{min}`, middle (0.118 when
             inside the range), :math:`\alpha_{max}`.
+        tolerance: The verification's tolerance, drawn as the coefficient band.
+        distance: ``log_density`` takes the distance to the singular endpoint, not :math:`x`
+            (:meth:`~renorm.runtime.Run.log_density_distance`).
 
     Returns:
         The paths written.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    frame, log_density = _framed(problem, log_density, distance)
+    problem = frame.problem
     exact = _Exact.of(problem)
     checks = [float(a) for a in (_certificate_alphas(problem) if alphas is None else alphas)]
     has_exact = exact.available(list(_nodes(problem, None)) + checks + _certificate_alphas(problem))
     paths = [
-        _densities(problem, exact, log_density, checks, has_exact, out / "densities.png"),
-        _coefficients(problem, exact, log_density, has_exact, out / "coefficients.png"),
+        _densities(frame, exact, log_density, checks, has_exact, out / "densities.png"),
+        _coefficients(frame, exact, log_density, has_exact, tolerance, out / "coefficients.png"),
     ]
     if history:
         paths.append(_training(problem, history, out / "training.png"))

@@ -18,9 +18,9 @@ import torch
 from torch import Tensor
 
 from renorm.codegen._load import write_atomic
-from renorm.symbolic import ExactMinimizer, NotNormalizableError, Problem, RenormError, expand, load_spec, numeric, one_line, solve, to_toml
+from renorm.symbolic import ExactMinimizer, Frame, NotNormalizableError, Problem, RenormError, distance_frame, expand, load_spec, numeric, one_line, solve, to_toml
 
-from ._checkpoint import Interrupted, clean_orphans, deferred_signals, read_checkpoint, run_lock, save_checkpoint, saving
+from ._checkpoint import FORMAT, Interrupted, clean_orphans, deferred_signals, read_checkpoint, run_lock, save_checkpoint, saving
 from ._flow import ConditionalFlow
 from ._maps import MAPS, default_map
 
@@ -378,7 +378,13 @@ class Objective:
 
 @dataclass
 class Run:
-    r"""A trained run: the problem, the flow and what was recorded."""
+    r"""A trained run: the problem, the flow and what was recorded.
+
+    The flow's variable is that of the problem's :class:`~renorm.symbolic.Frame`: the distance
+    :math:`d` to a singular endpoint other than 0 (:math:`x = b - d` at an upper one), else
+    :math:`x`. :meth:`log_density` and :meth:`sample` speak :math:`x`;
+    :meth:`log_density_distance` speaks :math:`d` and resolves the endpoint.
+    """
 
     problem: Problem
     flow: ConditionalFlow
@@ -387,6 +393,14 @@ class Run:
     history: list[dict] = field(default_factory=list)
     directory: Path | None = None
     _evaluator: ConditionalFlow | None = field(default=None, repr=False, compare=False)
+    _frame: Frame | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def frame(self) -> Frame:
+        r"""The variable the flow is trained in (see :func:`~renorm.symbolic.distance_frame`)."""
+        if self._frame is None:
+            self._frame = distance_frame(self.problem)
+        return self._frame
 
     @property
     def seconds(self) -> float:
@@ -406,16 +420,22 @@ class Run:
             self._evaluator = copy.deepcopy(self.flow).to(device="cpu", dtype=torch.float64).eval()
         return self._evaluator
 
-    def log_density(self, x: np.ndarray, alpha: float) -> np.ndarray:
-        r""":math:`\log q(x|\alpha)` as float64 NumPy (the interface of verification and plots)."""
+    def log_density_distance(self, d: np.ndarray, alpha: float) -> np.ndarray:
+        r""":math:`\log q` at distances :math:`d` to the singular endpoint (:math:`x` itself where
+        that endpoint is 0 or there is none), float64 NumPy: the interface of verification and plots."""
         with torch.no_grad():
-            xt = torch.as_tensor(np.asarray(x, dtype=np.float64).ravel())
-            return self.evaluator.log_prob(xt, torch.tensor([float(alpha)], dtype=torch.float64))[:, 0].numpy().reshape(np.shape(x))
+            dt = torch.as_tensor(np.asarray(d, dtype=np.float64).ravel())
+            return self.evaluator.log_prob(dt, torch.tensor([float(alpha)], dtype=torch.float64))[:, 0].numpy().reshape(np.shape(d))
+
+    def log_density(self, x: np.ndarray, alpha: float) -> np.ndarray:
+        r""":math:`\log q(x|\alpha)` as float64 NumPy."""
+        return self.log_density_distance(self.frame.d(x), alpha)
 
     def sample(self, alpha: float, n: int, seed: int = 0) -> np.ndarray:
+        r"""``n`` samples of :math:`x` (float64; rounded within :math:`\epsilon|x|` of a nonzero singular endpoint)."""
         parameter = next(self.flow.parameters())
         generator = torch.Generator(device=parameter.device).manual_seed(seed)
-        return self.flow.sample(alpha, n, generator).double().cpu().numpy()
+        return self.frame.x(self.flow.sample(alpha, n, generator).double().cpu().numpy())
 
 
 #: The run directory's copy of the problem: always a TOML spec, which is data.
@@ -444,11 +464,19 @@ def _spec_copy(problem: Problem, directory: Path) -> None:
     write_atomic(target, text)
 
 
+#: A map named for an end of x acts on the other end of the distance d = b - x.
+_MIRRORED = {"double_log_lower": "double_log_upper", "double_log_upper": "double_log_lower", "log_lower": "log_upper", "log_upper": "log_lower"}
+
+
 def _build_flow(problem: Problem, config: TrainConfig) -> ConditionalFlow:
+    r"""A fresh flow in the variable of the problem's frame: the distance to a nonzero singular endpoint, else :math:`x`."""
+    frame = distance_frame(problem)
+    problem = frame.problem
     if config.support_map == "auto":
         support_map = default_map(problem.support_floats, problem.singular)
     else:
-        support_map = MAPS[config.support_map](*problem.support_floats)
+        name = _MIRRORED.get(config.support_map, config.support_map) if frame.sign < 0 else config.support_map
+        support_map = MAPS[name](*problem.support_floats)
     shift, scale = _standardization(problem, support_map)
     return ConditionalFlow(support_map, shift, scale, problem.coupling_range, config.degree, config.transforms, config.hidden, config.context)
 
@@ -573,7 +601,7 @@ def _run(problem: Problem, directory: Path, config: TrainConfig, state: dict | N
     flow = flow.to(device=device, dtype=dtype)
     if state:
         flow.load_state_dict(state["state"])
-    objective = Objective(problem, flow, config, dtype, device)
+    objective = Objective(distance_frame(problem).problem, flow, config, dtype, device)
     step = state["step"] if state else 0
     refining = step >= config.epochs
     optimizer = _optimizer(flow, config, refining)
@@ -651,9 +679,13 @@ def _run(problem: Problem, directory: Path, config: TrainConfig, state: dict | N
                 if not finite:
                     raise RenormError(f"training diverged at step {step + 1}: the loss is {value}; {kept()} in {one_line(directory)}")
                 step += 1
-                history.append({"step": step, "loss": value, "time": time.perf_counter() - start})
+                history.append({"step": step, "loss": value, "time": time.perf_counter() - start, "phase": _phase(refining)})
                 if refining:
                     history[-1]["validation"] = best.offer(objective.validation(), flow)
+                elif step % _VALIDATE_EVERY == 0:
+                    # the training curve's companion; deterministic, so the trajectory is unchanged
+                    with torch.no_grad():
+                        history[-1]["validation"] = objective.validation()
                 bar.update(1)
                 bar.set_postfix(loss=f"{value:.6g}")
                 if callback is not None:
@@ -708,6 +740,10 @@ class _Best:
         return cls(**state) if state else cls()
 
 
+#: Steps between validation records in the main phase (every step in the refinement, which stops on it).
+_VALIDATE_EVERY = 10
+
+
 def _phase(refining: bool) -> str:
     r"""Which optimizer a checkpoint's state belongs to."""
     return "refine" if refining else "main"
@@ -738,6 +774,13 @@ def _read_checkpoint(path: Path, problem: Problem | None) -> tuple[dict, TrainCo
         raise RenormError(f"{one_line(path)}: the checkpoint's settings are invalid ({one_line(error)[:200]})") from None
     if problem is not None and state["spec_sha256"] != problem.sha256:
         raise RenormError(f"{one_line(path)}: the checkpoint belongs to another spec (hash {state['spec_sha256'][:12]}, this spec {problem.sha256[:12]})")
+    if problem is not None:
+        frame = distance_frame(problem)
+        if state["format"] < FORMAT and not frame.identity:
+            raise RenormError(f"{one_line(path)}: checkpoint format {state['format']} trained this problem in x, which does not resolve its "
+                              f"singular endpoint; format {FORMAT} trains in the distance to it: train again")
+        if tuple(float(v) for v in state["flow"]["support"]) != frame.problem.support_floats:
+            raise RenormError(f"{one_line(path)}: the checkpoint's flow lives on another support than the spec's")
     return state, config
 
 

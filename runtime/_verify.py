@@ -15,7 +15,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import sympy as sp
 
-from renorm.symbolic import ExactMinimizer, NotNormalizableError, Problem, RenormError, expand, integrate, numeric
+from renorm.symbolic import ExactMinimizer, Frame, NotNormalizableError, Problem, RenormError, distance_frame, expand, integrate, numeric
 
 __all__ = [
     "LogDensity", "CertificateRow", "OrderDeviation", "VerifyReport",
@@ -112,6 +112,19 @@ def _nodes(problem: Problem, nodes: int | Sequence[float] | None) -> np.ndarray:
     if values.size == 0 or not np.all(np.isfinite(values)) or np.any(values <= 0):
         raise RenormError("the couplings of the fit in α must be finite and positive")
     return np.sort(values)
+
+
+def _framed(problem: Problem, log_density: LogDensity, distance: bool) -> tuple[Frame, LogDensity]:
+    r"""The problem in the distance to its singular endpoint, and :math:`\log q` as a function of it.
+
+    ``distance`` says that ``log_density`` already takes the distance (a trained run's
+    :meth:`~renorm.runtime.Run.log_density_distance`); otherwise it is composed with
+    :math:`x(d)`, which rounds within :math:`\epsilon|x|` of a nonzero endpoint.
+    """
+    frame = distance_frame(problem)
+    if distance or frame.identity:
+        return frame, log_density
+    return frame, lambda d, alpha: log_density(frame.x(d), alpha)
 
 
 class _Exact:
@@ -325,7 +338,7 @@ def _certificate_row(exact: _Exact, log_density: LogDensity, alpha: float) -> Ce
     )
 
 
-def certificate(problem: Problem, log_density: LogDensity, alphas: Sequence[float]) -> list[CertificateRow]:
+def certificate(problem: Problem, log_density: LogDensity, alphas: Sequence[float], *, distance: bool = False) -> list[CertificateRow]:
     r"""Distance of :math:`q` to the exact minimizer :math:`q^*` and its excess loss, per coupling.
 
     The bulk is the :math:`x` range between the 1% and 99% quantiles of :math:`q^*` at each
@@ -337,6 +350,8 @@ def certificate(problem: Problem, log_density: LogDensity, alphas: Sequence[floa
         problem: The matching problem.
         log_density: :math:`\log q(x|\alpha)` as a callable of an array ``x`` and a float ``alpha``.
         alphas: The couplings.
+        distance: ``log_density`` takes the distance to the singular endpoint, not :math:`x`
+            (see :class:`~renorm.symbolic.Frame`); the bulk is then given in that distance.
 
     Returns:
         One :class:`CertificateRow` per coupling.
@@ -344,7 +359,8 @@ def certificate(problem: Problem, log_density: LogDensity, alphas: Sequence[floa
     Raises:
         RenormError: If the problem has no normalized exact minimizer at one of the couplings.
     """
-    exact = _Exact.of(problem)
+    frame, log_density = _framed(problem, log_density, distance)
+    exact = _Exact.of(frame.problem)
     _require_exact(exact, alphas)
     return [_certificate_row(exact, log_density, alpha) for alpha in alphas]
 
@@ -429,16 +445,17 @@ class _Coefficients:
         with np.errstate(all="ignore"):
             return np.broadcast_to(np.asarray(self.values[n](x), dtype=float), x.shape).copy()
 
+    def scale(self, n: int, x: np.ndarray, alpha_max: float) -> np.ndarray:
+        r"""The scale :math:`s_n` of order :math:`n`'s deviation (see :class:`OrderDeviation`)."""
+        if not self.vanishing[n]:
+            return np.abs(self(n, x))
+        m = self.leading
+        return np.full(x.shape, np.nan) if m is None else alpha_max ** (m - n) * np.abs(self(m, x))
+
     def deviation(self, n: int, extracted: np.ndarray, x: np.ndarray, alpha_max: float) -> np.ndarray:
         r""":math:`|q^n - p^n| / s_n` (see :class:`OrderDeviation`); ``inf`` where undefined."""
-        target = self(n, x)
-        if self.vanishing[n]:
-            m = self.leading
-            scale = np.full(x.shape, np.nan) if m is None else alpha_max ** (m - n) * np.abs(self(m, x))
-        else:
-            scale = np.abs(target)
         with np.errstate(all="ignore"):
-            relative = np.abs(extracted - target) / scale
+            relative = np.abs(extracted - self(n, x)) / self.scale(n, x, alpha_max)
         return np.where(np.isnan(relative), np.inf, relative)
 
 
@@ -509,6 +526,7 @@ def extractable_range(
     threshold: float = THRESHOLD_PER_TOLERANCE * 0.02,
     degree: int | None = None,
     nodes: int | Sequence[float] | None = None,
+    distance: bool = False,
 ) -> tuple[float, float] | None:
     r"""The :math:`x` interval where the coefficients :math:`q^n` can be extracted by :func:`extract_coefficients`.
 
@@ -553,11 +571,19 @@ def extractable_range(
         threshold: The largest relative correction allowed.
         degree: Of the fit in α, as in :func:`extract_coefficients`.
         nodes: The couplings of the fit (count or values), as in :func:`extract_coefficients`.
+        distance: ``log_density`` takes the distance to the singular endpoint, not :math:`x`.
 
     Returns:
-        ``(x_lo, x_hi)``, or ``None`` where no interval qualifies (the coupling range is too
-        large for the exact minimizer's correction to be small anywhere).
+        ``(lo, hi)`` in the distance to the singular endpoint (in :math:`x` where that is 0 or
+        there is none; see :class:`~renorm.symbolic.Frame`), or ``None`` where no interval
+        qualifies (the coupling range is too large for the exact minimizer's correction to be
+        small anywhere).
     """
+    if log_density is not None:
+        frame, log_density = _framed(problem, log_density, distance)
+    else:
+        frame = distance_frame(problem)
+    problem = frame.problem
     exact = _Exact.of(problem)
     alphas = _nodes(problem, nodes)
     certificate_alphas = _certificate_alphas(problem)
@@ -637,6 +663,8 @@ class VerifyReport:
             :math:`p^n`, and every number is finite (see :func:`verify`).
         checks: Each :class:`Check`, run or not.
         notes: Plain sentences on what could not be checked and why.
+        variable: What the ranges and bulks are given in: :math:`x`, or the distance to a
+            nonzero singular endpoint such as ``1 - x``.
     """
 
     orders: list[OrderDeviation]
@@ -652,6 +680,7 @@ class VerifyReport:
     passed: bool
     checks: list[Check] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    variable: str = "x"
 
     def to_json(self) -> dict[str, Any]:
         r"""The report as a JSON-safe dict: ``orders`` (``n``, ``median_relative_deviation``,
@@ -671,6 +700,7 @@ class VerifyReport:
             "passed": self.passed,
             "checks": [asdict(c) for c in self.checks],
             "notes": self.notes,
+            "variable": self.variable,
         })
 
 
@@ -708,6 +738,7 @@ def verify(
     degree: int | None = None,
     nodes: int | Sequence[float] | None = None,
     points: int = 64,
+    distance: bool = False,
 ) -> VerifyReport:
     r"""Checks a density order by order against :math:`p^n` and against the exact minimizer.
 
@@ -749,10 +780,18 @@ def verify(
         degree: Of the fit in α (default :math:`N + 2`).
         nodes: Couplings of the fit (default 12 Chebyshev nodes of the range).
         points: Points per order in its range.
+        distance: ``log_density`` takes the distance to the singular endpoint instead of
+            :math:`x` (:meth:`~renorm.runtime.Run.log_density_distance`).
+
+    Where the singular endpoint is not 0 the whole verification runs in the distance :math:`d`
+    to it (:class:`~renorm.symbolic.Frame`): :math:`x` itself cannot resolve that endpoint.
+    Ranges and bulks are then given in :math:`d` (:attr:`VerifyReport.variable`, e.g. ``1 - x``).
 
     Returns:
         A :class:`VerifyReport`.
     """
+    frame, log_density = _framed(problem, log_density, distance)
+    problem = frame.problem
     threshold = THRESHOLD_PER_TOLERANCE * tolerance if threshold is None else float(threshold)
     checks = [float(a) for a in (_certificate_alphas(problem) if alphas is None else alphas)]
     fit_alphas = _nodes(problem, nodes)
@@ -799,7 +838,7 @@ def verify(
             continue
         finite = math.isfinite(o.median_relative_deviation) and math.isfinite(o.max_relative_deviation)
         report.append(Check(name, True, finite and o.median_relative_deviation <= tolerance,
-                            f"median {o.median_relative_deviation:.3e} (tolerance {tolerance:g}) on x in [{o.x_range[0]:.4g}, {o.x_range[1]:.4g}]"))
+                            f"median {o.median_relative_deviation:.3e} (tolerance {tolerance:g}) on {frame.label} in [{o.x_range[0]:.4g}, {o.x_range[1]:.4g}]"))
     values = ", ".join(f"{v:.10f}" for v in normalization)
     report.append(Check("normalization", True, all(abs(v - 1.0) <= normalization_tolerance for v in normalization),
                         f"int q dx = {values} (tolerance {normalization_tolerance:g})"))
@@ -828,4 +867,5 @@ def verify(
         orders=orders, certificate=rows, alphas=checks, normalization=[float(v) for v in normalization],
         minimum_density=float(minimum), x_range=x_range, x_range_source=source, tolerance=float(tolerance),
         threshold=threshold, normalization_tolerance=float(normalization_tolerance), passed=passed, checks=report, notes=notes,
+        variable=frame.label,
     )

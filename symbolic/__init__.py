@@ -10,6 +10,8 @@ from ._errors import one_line as one_line
 from ._expand import Coefficient as Coefficient
 from ._expand import coefficients as coefficients
 from ._expand import expand as expand
+from ._frame import Frame as Frame
+from ._frame import distance_frame as distance_frame
 from ._magic import MagicC as MagicC
 from ._magic import MagicCheck as MagicCheck
 from ._magic import magic_c as magic_c
@@ -36,7 +38,7 @@ from ._spec import to_toml as to_toml
 
 __all__ = [
     "NotNormalizableError", "NoUniqueMinimizerError", "RenormError", "SpecError", "Coefficient", "coefficients", "expand",
-    "MagicC", "MagicCheck", "magic_c", "parse_target", "numeric", "EndpointMap", "endpoint_map",
+    "Frame", "distance_frame", "MagicC", "MagicCheck", "magic_c", "parse_target", "numeric", "EndpointMap", "endpoint_map",
     "integrate", "LAMBDA", "ExactMinimizer", "MatchedOrder", "Solution", "exact_minimizer",
     "matched_order", "solve", "FUNCTIONS", "LIMITS", "Limits", "Problem", "load_spec", "make_problem", "parse_expression",
     "to_toml", "one_line", "budget", "OverBudget",
