@@ -137,6 +137,10 @@ def magic_c(problem: Problem, target: sp.Expr) -> MagicC:
             raise RenormError(f"--q is not normalized: its integral over the support is {total:.10g} at alpha={alpha:g}; "
                               "a minimizer of the loss is a normalized density, so only a normalized q has a magic kernel")
     sign = 1 if negative.any() else -1
+    if sign < 0 and problem.f_kind != "linear":
+        raise RenormError(
+            f"--q lies above p wherever they differ, so its kernel would need λ < 0; with f = {problem.f_kind} the loss then has no "
+            "minimizer (a narrow spike of probability costs arbitrarily little), so no kernel makes q the minimizer")
     c_squared = -sign * condition
     if problem.f_kind == "log":
         c_squared = sp.powsimp(sp.expand_log(c_squared, force=True))

@@ -29,6 +29,8 @@ LAMBDA = sp.Symbol("lambda", real=True)
 #: Bracket for the Lagrange multiplier's magnitude.
 _LOG_LAMBDA_RANGE = (math.log(1e-300), math.log(1e300))
 _BISECTIONS = 90
+#: A λ beyond which q_λ = max(p - λC², 0) is cut off everywhere float64 resolves (p at x = e^-600 is ~1e260).
+_DIVERGENT_LAMBDA = 1e100
 #: Relative deviations below this are float64 noise, not a measurement of δ.
 _RESOLUTION = 1e-13
 
@@ -377,28 +379,32 @@ class ExactMinimizer:
             lam = 0.0
         elif at_zero > 1.0:
             lam = self._bracket(lambda t: total(math.exp(t)) - 1.0, guess, decreasing=True, alpha=alpha)
+        elif self.problem.f_kind == "log":
+            raise NotNormalizableError(
+                f"no minimizer at α = {alpha:g}: ∫|p| = {at_zero:.6g} < 1, and with f = log the missing probability can be added as an "
+                "ever narrower spike at ever smaller cost (w log²(q/p) grows more slowly than the spike's height), so the loss has no "
+                "minimum among normalized q; the stationary point with λ < 0 is not one (w log²(q/p) + λq is unbounded below)")
         else:
             lam = -self._bracket(lambda t: total(-math.exp(t)) - 1.0, None, decreasing=False, alpha=alpha, upper=self._negative_limit(alpha))
         normalization = total(lam)
-        if not abs(normalization - 1.0) <= 1e-8:
-            # ∫q_λ jumps over 1: from divergent straight to (almost) nothing
+        if not abs(normalization - 1.0) <= 1e-8 and abs(lam) > _DIVERGENT_LAMBDA:
+            # ∫q_λ jumps over 1: from divergent straight to nothing, once λ cuts q_λ off everywhere float64 resolves
             raise NotNormalizableError(
                 f"no normalized minimizer at α = {alpha:g}: with f = {self.problem.f_kind} and this C, ∫q_λ diverges for every λ "
                 "(p is not integrable where q_λ follows it), so the loss pushes all probability into the singularity of p and q* = 0 at every interior x")
+        if not abs(normalization - 1.0) <= 1e-8:
+            # from unresolved to below 1 at a moderate λ: the tail, not the target, is the problem
+            raise NotNormalizableError(
+                f"no normalized minimizer found at α = {alpha:g}: ∫q_λ does not converge within float64's reach for λ below {lam:.3g} "
+                f"(weight is left within e^-400 of the singular endpoint) and is {normalization:.4g} < 1 above it: p's probability "
+                "near the endpoint lies beyond x - a = e^-600 (p ~ 1/(x log²x), for one, holds 1/600 of its integral there)")
         return Solution(alpha, lam, normalization, self.loss(alpha, lam=lam), self)
 
     def _negative_limit(self, alpha: float) -> float:
-        r"""Largest :math:`\log|\lambda|` for λ < 0 (``log``: :math:`\lambda C^2|p| \ge -1/e`)."""
-        if self.problem.f_kind == "linear":
-            return _LOG_LAMBDA_RANGE[1]
-        if self.problem.f_kind != "log":
+        r"""Largest :math:`\log|\lambda|` for λ < 0 (``linear``: any; a custom f is not supported there)."""
+        if self.problem.f_kind != "linear":
             raise NotNormalizableError(f"∫q_0 < 1 needs λ < 0, which a custom f does not support (α = {alpha:g})")
-        u = np.linspace(self.map.lo, self.map.hi, 20001)[1:-1]
-        x = self.map.x(u)
-        largest = float(np.nanmax(self.C_squared(x, alpha) * np.abs(self.p(x, alpha))))
-        if not math.isfinite(largest):
-            raise NotNormalizableError(f"∫p < 1 at α = {alpha:g} but C²|p| is unbounded, so f = log cannot add the missing probability (λ C²|p| ≥ -1/e fails)")
-        return -1.0 - math.log(largest) - 1e-12
+        return _LOG_LAMBDA_RANGE[1]
 
     def _bracket(self, g: Callable[[float], float], guess: float | None, decreasing: bool, alpha: float, upper: float | None = None) -> float:
         lo_t, hi_t = _LOG_LAMBDA_RANGE[0], upper if upper is not None else _LOG_LAMBDA_RANGE[1]
@@ -537,6 +543,9 @@ def matched_order(problem: Problem, steps: int = 10) -> MatchedOrder:
         deviations.append(np.abs(deviation))
         if np.median(np.abs(deviation) / np.maximum(np.abs(truncated), 1e-300)) < _RESOLUTION:
             break  # δ is below what float64 resolves: the smaller couplings add nothing
+    if len(deviations) == 1 and steps > 0:
+        # q* = p^N to float64 resolution already at α_min (λ = 0: p^N is normalized as it stands)
+        return MatchedOrder(problem.order, math.inf, tuple(alphas), (), tuple(x), degenerate)
     exponents = []
     for d0, d1 in zip(deviations, deviations[1:]):
         with np.errstate(all="ignore"):

@@ -72,3 +72,19 @@ def test_magic_kernel_on_a_half_line_where_q_underflows(alpha):
     assert check.kl_divergence == pytest.approx(float(kl), rel=1e-10)
     assert check.loss == pytest.approx(-check.lagrange_multiplier * float(kl) / 2, rel=1e-10)
     assert check.max_relative_error < 1e-10 and check.lagrange_multiplier == pytest.approx(1.0, rel=1e-10)
+
+
+def test_log_target_above_p_is_refused():
+    # p = α(1 + x) holds 0.15 at α = 0.1; q = 1 lies above it everywhere: λ = -1 with f = log has no minimizer
+    problem = make_problem(name="short", density="alpha*(1 + x)", support=(0, 1), singular="none", coupling_range=(0.05, 0.3))
+    with pytest.raises(RenormError, match="lies above p wherever they differ"):
+        magic_c(problem, parse_target(problem, "1 + 0*alpha"))
+
+
+def test_linear_target_above_p_round_trips_with_negative_lambda():
+    # f = linear: the loss is convex, and λ = -1 gives a true minimizer q = p + C² (C² = q - p)
+    problem = make_problem(name="lin-up", density="alpha*(1 + x)", support=(0, 1), f="linear", singular="none", coupling_range=(0.05, 0.3))
+    magic = magic_c(problem, parse_target(problem, "1 + 0*alpha"))
+    check = magic.check(0.1)
+    assert magic.lagrange_multiplier == -1 and check.lagrange_multiplier == pytest.approx(-1.0, rel=1e-8)
+    assert check.max_relative_error < 1e-8

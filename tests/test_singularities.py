@@ -14,8 +14,9 @@ import time
 import mpmath
 import numpy as np
 import pytest
+import scipy.integrate
 
-from renorm.symbolic import SpecError, coefficients, make_problem, solve
+from renorm.symbolic import NotNormalizableError, SpecError, coefficients, make_problem, matched_order, solve
 
 REFUSED = [
     # (density, support, singular, message)
@@ -125,8 +126,6 @@ def test_a_singular_endpoint_other_than_zero_is_the_same_problem(form, support, 
     # the soft-collinear target moved to another endpoint: the same λ(α) and matched order
     reference = make_problem(name="sc", density="2*alpha*4/(3*pi)*log(1/x)/x", support=("0", "1"))
     moved = make_problem(name="sc-moved", density=f"2*alpha*4/(3*pi)*{form}", support=support, singular=singular)
-    from renorm.symbolic import matched_order
-
     for one, two in zip(solve(reference, [0.05, 0.118, 0.3]), solve(moved, [0.05, 0.118, 0.3])):
         assert two.lagrange_multiplier == pytest.approx(one.lagrange_multiplier, rel=1e-10)
         assert two.normalization == pytest.approx(1.0, abs=1e-12)
@@ -206,3 +205,38 @@ def test_family_lambda_normalizes_q_in_mpmath(case):
                 points += [mpmath.mpf(0.01), mpmath.mpf(min(hi, 1.0))] + ([mpmath.mpf(10), mpmath.mpf(100), mpmath.inf] if math.isinf(hi) else [])
             total = mpmath.quad(q, sorted(set(points)))
         assert abs(float(total) - 1) < 1e-9, (case, solution.alpha, float(total))
+
+
+def test_log_with_too_little_probability_has_no_minimizer():
+    # ∫p = 1.5α < 1: with f = log a spike of the missing mass costs ever less as it narrows, so the
+    # infimum of the loss (0: q = p) is not attained; the λ < 0 stationary point is no minimizer
+    problem = make_problem(name="short", density="alpha*(1 + x)", support=("0", "1"), singular="none")
+    with pytest.raises(NotNormalizableError, match=r"no minimizer at α = 0.1: ∫\|p\| = 0.15 < 1"):
+        solve(problem, [0.1])
+    alpha, missing = 0.1, 1 - 0.15
+    losses = []
+    for width in (1e-1, 1e-3, 1e-6, 1e-9):
+        spike = lambda x: math.log1p(missing / (width * alpha * (1 + x))) ** 2 / 2  # w = 1/2, q = p + m/ε on the spike
+        losses.append(scipy.integrate.quad(spike, 0.5, 0.5 + width, epsabs=0, epsrel=1e-10)[0])
+    assert all(b < a for a, b in zip(losses, losses[1:])) and losses[-1] < 1e-6
+
+
+def test_normalized_target_is_its_own_minimizer_and_matches_every_order():
+    # ∫p = 1 + α(2 - 2) = 1 and p > 0: q* = p exactly (λ = 0), so q* matches p through O(α)
+    problem = make_problem(name="exact", density="1 + alpha*(1/sqrt(x) - 2)", support=("0", "1"))
+    (solution,) = solve(problem, [0.2])
+    assert solution.lagrange_multiplier == 0.0 and solution.normalization == pytest.approx(1.0, abs=1e-13)
+    assert matched_order(problem).matched == 1
+
+
+def test_integrable_target_whose_probability_lies_beyond_float64_is_refused_as_such():
+    # p = α/(x log²(1/x)): ∫_0^X p = α/log(1/X), so 1/600 of it lies below X = e^-600
+    problem = make_problem(name="deep", density="alpha/(x*log(1/x)**2)", support=("0", "1/2"))
+    with pytest.raises(NotNormalizableError, match="beyond x - a = e\\^-600"):
+        solve(problem, [0.1])
+    with mpmath.workdps(30):
+        density = lambda x: 1 / (x * mpmath.log(1 / x) ** 2)
+        # in u = log x, where the endpoint is resolved: dx = e^u du
+        below = mpmath.quad(lambda u: mpmath.exp(u) * density(mpmath.exp(u)), [-mpmath.inf, -6000, -600])
+        total = below + mpmath.quad(lambda u: mpmath.exp(u) * density(mpmath.exp(u)), [-600, -1, mpmath.log(0.5)])
+    assert float(below / total) == pytest.approx(math.log(2) / 600, rel=1e-10)
