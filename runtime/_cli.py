@@ -6,6 +6,8 @@ import argparse
 import dataclasses
 import json
 import math
+import os
+import signal
 import sys
 from typing import Any, Sequence
 
@@ -109,36 +111,41 @@ def _expand(args: argparse.Namespace) -> None:
             print(f"  p^{c.n}(x): " + "  ".join(f"{v:.6g}" for v in c.values(x)))
 
 
-def _solve(args: argparse.Namespace) -> None:
-    from renorm.symbolic import NotNormalizableError, matched_order, solve
+def _solve(args: argparse.Namespace) -> int:
+    from renorm.symbolic import ExactMinimizer, NotNormalizableError, matched_order, one_line
 
     problem = _load(args.spec)
     x = _points(problem, args.x)
-    try:
-        solutions = solve(problem, args.alpha)
-    except NotNormalizableError as error:
-        order = matched_order(problem)
-        raise NotNormalizableError(f"{error} (matched order {order.describe(problem.order)})") from None
-    order = matched_order(problem)
-    from renorm.symbolic import ExactMinimizer
-
     minimizer = ExactMinimizer(problem)
+    # each coupling on its own: one without a minimizer does not void the others
+    solutions, missing = [], []
+    for alpha in sorted(args.alpha):
+        try:
+            solutions.append(minimizer.solve(alpha, solutions[-1].lagrange_multiplier if solutions and solutions[-1].lagrange_multiplier > 0 else None))
+        except NotNormalizableError as error:
+            missing.append((alpha, str(error)))
+    order = matched_order(problem)
+    if not solutions:
+        raise NotNormalizableError(f"{missing[0][1]} (matched order {order.describe(problem.order)})")
     rows = [
         {"alpha": s.alpha, "lambda": _number(s.lagrange_multiplier), "normalization": _number(s.normalization),
          "loss": _number(s.loss), "x": _numbers(x), "q": _numbers(s.q(x)), "p": _numbers(minimizer.p(x, s.alpha)),
          "matched_order": order.matched}
         for s in solutions
-    ]
+    ] + [{"alpha": alpha, "lambda": None, "error": reason, "matched_order": order.matched} for alpha, reason in missing]
     if args.json:
-        _print_json(rows)
-        return
+        _print_json(sorted(rows, key=lambda row: row["alpha"]))
+        return 1 if missing else 0
     print(f"{problem.name}: f = {problem.f_kind}, weight 1/(2C^2) = {problem.weight}")
     print(f"{'alpha':>8} {'lambda':>14} {'int q*':>18} {'loss':>12}")
-    for s in solutions:
-        print(f"{s.alpha:8.4g} {s.lagrange_multiplier:14.8g} {s.normalization:18.15f} {s.loss:12.6g}")
+    lines = [(s.alpha, f"{s.alpha:8.4g} {s.lagrange_multiplier:14.8g} {s.normalization:18.15f} {s.loss:12.6g}") for s in solutions]
+    lines += [(alpha, f"{alpha:8.4g}  {one_line(reason)}") for alpha, reason in missing]
+    for _, line in sorted(lines):
+        print(line)
     trend = ", ".join(f"{e:.3g}" for e in order.exponents)
     detail = f" (q* - p^N ~ alpha^s at fixed x; local s as alpha -> 0: {trend})" if order.exponents else ""
     print(f"matched order: {order.describe(problem.order)}{detail}")
+    return 1 if missing else 0
 
 
 def _magic(args: argparse.Namespace) -> None:
@@ -483,6 +490,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RenormError as error:
         print(f"renorm: error: {one_line(error)}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # the reader went away (`renorm solve ... | head`): nothing more to say, and nowhere to say it
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
     except KeyboardInterrupt as stop:
         # training's Interrupted (SIGINT or SIGTERM, after writing a checkpoint) says where it stopped
         print(f"renorm: {one_line(stop) or 'interrupted'}", file=sys.stderr)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from renorm.runtime._cli import main
-from renorm.symbolic import ExactMinimizer, solve
+from renorm.symbolic import ExactMinimizer, make_problem, solve
 
 from .conftest import EXAMPLES
 
@@ -79,3 +79,24 @@ def test_version_and_a_target_that_starts_with_a_minus(capsys):
     q = "-2*alpha*CF/pi*log(x)/x*exp(-alpha*CF/pi*log(1/x)**2)"  # the LL distribution, written with -log x
     data = run_json(capsys, "magic-c", str(EXAMPLES / "soft_collinear.toml"), "--q", q, "--alpha", "0.2")
     assert data["checks"][0]["kl_divergence"] == pytest.approx(-1, rel=1e-10)
+
+
+def test_solve_keeps_the_couplings_where_a_minimizer_exists(tmp_path, capsys):
+    # the soft-collinear p with the weight cut below x = 0.01: ∫_{0.01}^1 p = 2αC_F/π log²(100)/2,
+    # 0.45 at α = 0.05 (< 1: no unique minimizer), above 1 at 0.118 and 0.3
+    spec = tmp_path / "cut.toml"
+    spec.write_text('name = "cut"\n[target]\nsupport = ["0", "1"]\ndensity = "2*alpha*4/(3*pi)*log(1/x)/x"\n'
+                    '[matching]\nweight = "Heaviside(x - 1/100)/2"\n')
+    assert main(["solve", str(spec), "--alpha", "0.3", "0.05", "0.118", "--json"]) == 1
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["alpha"] for r in rows] == [0.05, 0.118, 0.3]
+    assert rows[0]["lambda"] is None and "integrates to 0.45 < 1" in rows[0]["error"]
+    assert 4 * 0.05 / (3 * np.pi) * np.log(100) ** 2 == pytest.approx(0.45, abs=5e-3)
+    for row, ref in zip(rows[1:], solve(make_problem(name="cut", density="2*alpha*4/(3*pi)*log(1/x)/x", support=("0", "1"),
+                                                     weight="Heaviside(x - 1/100)/2"), [0.118, 0.3])):
+        assert row["lambda"] == pytest.approx(ref.lagrange_multiplier, rel=1e-12) and row["normalization"] == pytest.approx(1, abs=1e-12)
+    assert main(["solve", str(spec), "--alpha", "0.05", "0.3"]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert out[2].split()[0] == "0.05" and "no unique minimizer" in out[2] and out[3].split()[0] == "0.3"
+    assert main(["solve", str(spec), "--alpha", "0.05"]) == 2
+    assert "no unique minimizer" in capsys.readouterr().err

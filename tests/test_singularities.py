@@ -92,7 +92,7 @@ def test_interior_log_singularity_solves_against_mpmath():
 
 
 # power laws at either singular end: λ(α) must solve ∫q* = 1, checked by an independent integration
-POWERS = ["5/4", "3/2", "7/4", "2", "5/2", "3"]
+POWERS = ["5/4", "3/2", "7/4", "2", "5/2", "3", "4", "5"]
 
 
 @pytest.mark.parametrize("end", ["lower", "upper"])
@@ -205,6 +205,14 @@ def test_family_lambda_normalizes_q_in_mpmath(case):
                 points += [mpmath.mpf(0.01), mpmath.mpf(min(hi, 1.0))] + ([mpmath.mpf(10), mpmath.mpf(100), mpmath.inf] if math.isinf(hi) else [])
             total = mpmath.quad(q, sorted(set(points)))
         assert abs(float(total) - 1) < 1e-9, (case, solution.alpha, float(total))
+
+
+@pytest.mark.parametrize("density, integral", [("alpha*(1 + x)", "0.15"), ("alpha/sqrt(x)", "0.2"), ("alpha*x", "0.05")])
+def test_log_refuses_every_target_holding_less_than_one(density, integral):
+    # closed forms: ∫_0^1 α(1 + x) = 1.5α, ∫ α/√x = 2α, ∫ αx = α/2, at α = 0.1
+    problem = make_problem(name="short", density=density, support=("0", "1"), singular="lower" if "sqrt" in density else "none")
+    with pytest.raises(NotNormalizableError, match=rf"no minimizer at α = 0.1: ∫\|p\| = {integral} < 1"):
+        solve(problem, [0.1])
 
 
 def test_log_with_too_little_probability_has_no_minimizer():
