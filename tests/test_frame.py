@@ -96,6 +96,9 @@ def test_run_speaks_x_outside(runs, case):
 
 def test_plots_of_a_mirrored_run(runs, tmp_path):
     run = runs["mirrored"]
+    # the training plot marks the phases and draws the refinement's validation curve
+    assert [h["phase"] for h in run.history] == ["main"] * SMALL["epochs"] + ["refine"] * (run.step - SMALL["epochs"])
+    assert all("validation" in h for h in run.history if h["phase"] == "refine")
     paths = plot_report(run.problem, run.log_density_distance, tmp_path, history=run.history, distance=True)
     assert [p.name for p in paths] == ["densities.png", "coefficients.png", "training.png"]
     assert all(p.stat().st_size > 10_000 for p in paths)
