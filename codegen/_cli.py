@@ -7,10 +7,9 @@ import sys
 from pathlib import Path
 from typing import NoReturn, Sequence
 
-from renorm.symbolic import RenormError, load_spec, one_line
+from renorm.symbolic import RenormError, load_spec, one_line, write_atomic
 
 from ._generate import generate
-from ._load import write_atomic
 
 __all__ = ["main"]
 

@@ -7,14 +7,13 @@ import hashlib
 import os
 import re
 import sys
-import tempfile
 import types
 from pathlib import Path
 from typing import Any, Callable
 
 import sympy as sp
 
-from renorm.symbolic import Problem
+from renorm.symbolic import Problem, write_atomic
 
 from . import _generate, _printer
 from ._check import check_module
@@ -22,7 +21,7 @@ from ._errors import CodegenError
 from ._generate import generate
 from ._printer import fingerprint
 
-__all__ = ["load", "compile_loss", "cache_dir", "write_atomic"]
+__all__ = ["load", "compile_loss", "cache_dir"]
 
 _MODULES: dict[str, types.ModuleType] = {}
 
@@ -38,54 +37,6 @@ def cache_dir() -> Path:
         base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
         root = os.path.join(base, "renorm-flows")
     return Path(root) / "codegen"
-
-
-def write_atomic(path: str | Path, text: str | bytes) -> None:
-    r"""Writes ``text`` to ``path`` through a temporary file in the same folder and ``os.replace``.
-
-    Readers see the old file or the new one, never a half-written one; the content is flushed
-    to disk before the rename. A new file gets the usual permissions (``0666`` less the umask),
-    an existing one keeps its own.
-
-    Arguments:
-        path: The destination.
-        text: The content (``str`` as UTF-8, or ``bytes``).
-    """
-    path = Path(path)
-    if path.exists():
-        mode = path.stat().st_mode & 0o777
-    else:
-        # mkstemp makes the file private; a new file gets the usual permissions instead
-        umask = os.umask(0)
-        os.umask(umask)
-        mode = 0o666 & ~umask
-    data = text.encode("utf-8") if isinstance(text, str) else text
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.chmod(temporary, mode)
-        os.replace(temporary, path)
-        _fsync_directory(path.parent)  # the rename itself survives a crash
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
-
-
-def _fsync_directory(directory: Path) -> None:
-    try:
-        handle = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(handle)
-    except OSError:
-        pass  # some file systems cannot sync a directory; the data itself is on disk
-    finally:
-        os.close(handle)
 
 
 @functools.cache

@@ -11,7 +11,7 @@ import sympy as sp
 from sympy.codegen import cfunctions
 from sympy.core.logic import fuzzy_and
 from sympy.printing.precedence import PRECEDENCE
-from sympy.printing.pytorch import TorchPrinter as _SymPyTorchPrinter
+from sympy.printing.pycode import AbstractPythonCodePrinter
 
 from ._errors import CodegenError
 
@@ -189,11 +189,12 @@ _STRUCTURE = (
 )
 
 
-class TorchPrinter(_SymPyTorchPrinter):
+class TorchPrinter(AbstractPythonCodePrinter):
     r"""Prints SymPy expressions as torch code: strict, table-driven, NaN-free gradients.
 
-    Subclasses :class:`sympy.printing.pytorch.TorchPrinter` and replaces what it refuses or
-    mis-prints: function calls come only from :data:`FUNCTIONS`, anything else raises
+    Built on SymPy's Python code printer (not :mod:`sympy.printing.pytorch`, which imports torch:
+    generating a module must not), with every torch construct printed here: function calls come
+    only from :data:`FUNCTIONS`, anything else raises
     :class:`CodegenError`; ``Max``/``Min`` become ``torch.maximum``/``torch.clamp``;
     ``Piecewise`` a chain of ``torch.where`` (its branches are guarded beforehand, see
     :class:`Guard`); integers stay integers, rationals are written ``p/q`` (Python's division

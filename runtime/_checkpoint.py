@@ -16,8 +16,7 @@ from typing import Any, Iterator
 
 import torch
 
-from renorm.codegen._load import write_atomic
-from renorm.symbolic import RenormError, one_line
+from renorm.symbolic import RenormError, one_line, write_atomic
 
 from ._flow import ConditionalFlow
 from ._maps import MAPS
@@ -87,7 +86,7 @@ def digest(state: dict) -> str:
 def save_checkpoint(state: dict, path: Path) -> None:
     r"""Writes ``state`` with its format and checksum to ``path`` atomically and durably.
 
-    Through the project's one atomic writer (:func:`renorm.codegen._load.write_atomic`: a
+    Through the project's one atomic writer (:func:`renorm.symbolic.write_atomic`: a
     temporary file in the same folder, flushed to disk, then ``os.replace``): readers see the
     old checkpoint or the new one, and a failed write (disk full, read-only) leaves the old one
     in place.

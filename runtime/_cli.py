@@ -57,9 +57,9 @@ def _load(path: str):
 
 def _points(problem, xs: Sequence[float] | None) -> np.ndarray:
     if not xs:
-        from renorm.symbolic._solve import _bulk_points
+        from renorm.symbolic import bulk_points
 
-        return _bulk_points(problem)
+        return bulk_points(problem)
     from renorm.symbolic import RenormError
 
     x = np.asarray(xs, dtype=float)
@@ -269,7 +269,7 @@ def _sample(args: argparse.Namespace) -> None:
         import io
         from pathlib import Path
 
-        from renorm.codegen._load import write_atomic
+        from renorm.symbolic import write_atomic
 
         target = Path(args.out)
         if target.suffix != ".npy":
@@ -329,8 +329,7 @@ def _run(args: argparse.Namespace) -> int:
     import time
 
     from renorm.codegen import generate
-    from renorm.codegen._load import write_atomic
-    from renorm.symbolic import NotNormalizableError, RenormError, matched_order, one_line, solve
+    from renorm.symbolic import NotNormalizableError, RenormError, matched_order, one_line, solve, write_atomic
 
     from ._checkpoint import run_lock
     from ._plot import plot_report

@@ -2,9 +2,8 @@ r"""Plots of a verification: densities against the target and the exact minimize
 
 from __future__ import annotations
 
+import io
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -12,7 +11,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from renorm.symbolic import Frame, Problem
+from renorm.symbolic import Frame, Problem, write_atomic
 
 from ._verify import (
     THRESHOLD_PER_TOLERANCE, LogDensity, _certificate_alphas, _Coefficients, _Exact, _framed, _grid, _nodes, _order_deviation, _q,
@@ -34,17 +33,10 @@ def _figure(width: float, height: float) -> Figure:
 
 
 def _save(figure: Figure, path: Path) -> Path:
-    r"""Writes the PNG atomically: a temporary file in the same directory, then :func:`os.replace`."""
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".png.tmp")
-    os.close(fd)
-    try:
-        figure.savefig(temporary, format="png", dpi=120)
-        os.chmod(temporary, 0o644)  # mkstemp's 0600 would make the plot private
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
+    r"""Writes the PNG through the project's atomic writer: a reader never sees half a PNG."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=120)
+    write_atomic(path, buffer.getvalue())
     return path
 
 

@@ -15,7 +15,9 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import sympy as sp
 
-from renorm.symbolic import ExactMinimizer, Frame, NotNormalizableError, Problem, RenormError, distance_frame, expand, integrate, numeric
+from renorm.symbolic import (
+    ExactMinimizer, Frame, NotNormalizableError, Problem, RenormError, distance_frame, expand, integrate, json_safe, numeric,
+)
 
 __all__ = [
     "LogDensity", "CertificateRow", "OrderDeviation", "VerifyReport",
@@ -65,25 +67,6 @@ def _q(log_density: LogDensity, x: np.ndarray, alpha: float) -> np.ndarray:
     with np.errstate(all="ignore"):
         return np.exp(_log_q(log_density, x, alpha))
 
-
-def _finite(value: float) -> float | None:
-    value = float(value)
-    return value if math.isfinite(value) else None
-
-
-def _json(value: Any) -> Any:
-    r"""JSON-safe copy: non-finite floats become ``None``, tuples lists, NumPy scalars Python ones."""
-    if isinstance(value, dict):
-        return {str(k): _json(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json(v) for v in value]
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return _finite(value)
-    return value
 
 
 def _middle(problem: Problem) -> float:
@@ -283,9 +266,9 @@ class CertificateRow:
     minimum_density: float
     bulk: tuple[float, float]
 
-    def to_json(self) -> dict[str, Any]:
+    def tojson_safe(self) -> dict[str, Any]:
         r"""The row as a JSON-safe dict (non-finite numbers become ``None``)."""
-        return _json(asdict(self))
+        return json_safe(asdict(self))
 
 
 def _require_exact(exact: _Exact, alphas: Sequence[float]) -> None:
@@ -682,12 +665,12 @@ class VerifyReport:
     notes: list[str] = field(default_factory=list)
     variable: str = "x"
 
-    def to_json(self) -> dict[str, Any]:
+    def tojson_safe(self) -> dict[str, Any]:
         r"""The report as a JSON-safe dict: ``orders`` (``n``, ``median_relative_deviation``,
         ``max_relative_deviation``, …), ``certificate`` (per-α dicts), ``normalization`` (per-α
         ``{"alpha", "value"}``), ``minimum_density``, ``x_range``, ``tolerance``, ``passed`` and
         the rest; non-finite numbers become ``None`` (``json.dumps(..., allow_nan=False)`` works)."""
-        return _json({
+        return json_safe({
             "orders": [asdict(o) for o in self.orders],
             "certificate": [asdict(row) for row in self.certificate],
             "normalization": [{"alpha": a, "value": v} for a, v in zip(self.alphas, self.normalization)],

@@ -10,6 +10,8 @@ from ._errors import one_line as one_line
 from ._expand import Coefficient as Coefficient
 from ._expand import coefficients as coefficients
 from ._expand import expand as expand
+from ._files import json_safe as json_safe
+from ._files import write_atomic as write_atomic
 from ._frame import Frame as Frame
 from ._frame import distance_frame as distance_frame
 from ._magic import MagicC as MagicC
@@ -24,6 +26,7 @@ from ._solve import LAMBDA as LAMBDA
 from ._solve import ExactMinimizer as ExactMinimizer
 from ._solve import MatchedOrder as MatchedOrder
 from ._solve import Solution as Solution
+from ._solve import bulk_points as bulk_points
 from ._solve import exact_minimizer as exact_minimizer
 from ._solve import matched_order as matched_order
 from ._solve import solve as solve
@@ -40,6 +43,6 @@ __all__ = [
     "NotNormalizableError", "NoUniqueMinimizerError", "RenormError", "SpecError", "Coefficient", "coefficients", "expand",
     "Frame", "distance_frame", "MagicC", "MagicCheck", "magic_c", "parse_target", "numeric", "EndpointMap", "endpoint_map",
     "integrate", "LAMBDA", "ExactMinimizer", "MatchedOrder", "Solution", "exact_minimizer",
-    "matched_order", "solve", "FUNCTIONS", "LIMITS", "Limits", "Problem", "load_spec", "make_problem", "parse_expression",
-    "to_toml", "one_line", "budget", "OverBudget",
+    "matched_order", "solve", "bulk_points", "FUNCTIONS", "LIMITS", "Limits", "Problem", "load_spec", "make_problem", "parse_expression",
+    "to_toml", "one_line", "budget", "OverBudget", "write_atomic", "json_safe",
 ]

@@ -20,7 +20,7 @@ from ._spec import LIMITS, Problem
 
 __all__ = [
     "LAMBDA", "ExactMinimizer", "Solution", "MatchedOrder",
-    "exact_minimizer", "solve", "matched_order",
+    "exact_minimizer", "solve", "matched_order", "bulk_points",
 ]
 
 #: The Lagrange multiplier's symbol in closed forms.
@@ -500,7 +500,8 @@ class MatchedOrder:
         return f"none: q* - p^N does not vanish as alpha -> 0 (~ alpha^{self.exponent:.2g}), so q* does not match even p^0"
 
 
-def _bulk_points(problem: Problem) -> np.ndarray:
+def bulk_points(problem: Problem) -> np.ndarray:
+    r"""Points of the bulk where the matched order is measured (and commands evaluate by default)."""
     a, b = problem.support_floats
     if math.isinf(b):
         return a + np.array([0.1, 0.3, 1.0, 3.0])
@@ -513,7 +514,7 @@ def _bulk_points(problem: Problem) -> np.ndarray:
 def matched_order(problem: Problem, steps: int = 10) -> MatchedOrder:
     r"""Measures through which order :math:`q^*` matches :math:`p^N` (see :class:`MatchedOrder`)."""
     minimizer = ExactMinimizer(problem)
-    x = _bulk_points(problem)
+    x = bulk_points(problem)
     terms = expand(problem)
     truncated_expr = sum(problem.coupling**n * c for n, c in enumerate(terms))
     # p - p^N symbolically: evaluating the difference numerically would leave rounding noise ∝ α
