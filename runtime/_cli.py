@@ -35,18 +35,20 @@ def _version() -> str:
         return "unknown (not installed)"
 
 
-def _number(value: float) -> float | None:
-    r"""JSON has no inf/nan: they become ``null`` (documented in the README)."""
-    value = float(value)
-    return value if math.isfinite(value) else None
-
-
 def _numbers(values: Any) -> list[float | None]:
-    return [_number(v) for v in np.asarray(values, dtype=float).ravel()]
+    return [float(v) for v in np.asarray(values, dtype=float).ravel()]
 
 
 def _print_json(data: Any) -> None:
-    print(json.dumps(data, indent=2, allow_nan=False))
+    r"""One JSON object on stdout: inf and nan become ``null`` (JSON has neither; see the README)."""
+    from renorm.symbolic import json_safe
+
+    print(json.dumps(json_safe(data), indent=2, allow_nan=False))
+
+
+def _matched(order, problem) -> dict[str, Any]:
+    r"""The matched order as it appears in every command's JSON."""
+    return {"order": order.matched, "of": problem.order, "text": order.describe(problem.order), "exponents": list(order.exponents)}
 
 
 def _load(path: str):
@@ -82,9 +84,10 @@ def _expand(args: argparse.Namespace) -> None:
     terms = coefficients(problem)
     if args.json:
         _print_json({
+            "name": problem.name,
             "order": problem.order,
             "singular": problem.singular,
-            "endpoint": _number(problem.support_floats[0 if problem.singular != "upper" else 1]),
+            "endpoint": problem.support_floats[0 if problem.singular != "upper" else 1],
             "x": _numbers(x),
             "coefficients": [
                 {"n": c.n, "regular": sp.sstr(c.regular), "delta": sp.sstr(c.delta), "plus": sp.sstr(c.plus),
@@ -111,30 +114,37 @@ def _expand(args: argparse.Namespace) -> None:
             print(f"  p^{c.n}(x): " + "  ".join(f"{v:.6g}" for v in c.values(x)))
 
 
+def _solve_each(minimizer, alphas: Sequence[float]) -> tuple[list, list[tuple[float, str]]]:
+    r"""The exact minimizer at each coupling on its own: one without a minimizer does not void the others."""
+    from renorm.symbolic import NotNormalizableError
+
+    solutions, missing = [], []
+    for alpha in sorted(alphas):
+        guess = solutions[-1].lagrange_multiplier if solutions and solutions[-1].lagrange_multiplier > 0 else None
+        try:
+            solutions.append(minimizer.solve(alpha, guess))
+        except NotNormalizableError as error:
+            missing.append((alpha, str(error)))
+    return solutions, missing
+
+
 def _solve(args: argparse.Namespace) -> int:
     from renorm.symbolic import ExactMinimizer, NotNormalizableError, matched_order, one_line
 
     problem = _load(args.spec)
     x = _points(problem, args.x)
     minimizer = ExactMinimizer(problem)
-    # each coupling on its own: one without a minimizer does not void the others
-    solutions, missing = [], []
-    for alpha in sorted(args.alpha):
-        try:
-            solutions.append(minimizer.solve(alpha, solutions[-1].lagrange_multiplier if solutions and solutions[-1].lagrange_multiplier > 0 else None))
-        except NotNormalizableError as error:
-            missing.append((alpha, str(error)))
+    solutions, missing = _solve_each(minimizer, args.alpha)
     order = matched_order(problem)
     if not solutions:
         raise NotNormalizableError(f"{missing[0][1]} (matched order {order.describe(problem.order)})")
-    rows = [
-        {"alpha": s.alpha, "lambda": _number(s.lagrange_multiplier), "normalization": _number(s.normalization),
-         "loss": _number(s.loss), "x": _numbers(x), "q": _numbers(s.q(x)), "p": _numbers(minimizer.p(x, s.alpha)),
-         "matched_order": order.matched}
-        for s in solutions
-    ] + [{"alpha": alpha, "lambda": None, "error": reason, "matched_order": order.matched} for alpha, reason in missing]
     if args.json:
-        _print_json(sorted(rows, key=lambda row: row["alpha"]))
+        rows = [{"alpha": s.alpha, "lagrange_multiplier": s.lagrange_multiplier, "normalization": s.normalization, "loss": s.loss,
+                 "q": _numbers(s.q(x)), "p": _numbers(minimizer.p(x, s.alpha)), "error": None} for s in solutions]
+        rows += [{"alpha": alpha, "lagrange_multiplier": None, "normalization": None, "loss": None, "q": None, "p": None, "error": reason}
+                 for alpha, reason in missing]
+        _print_json({"name": problem.name, "f": problem.f_kind, "x": _numbers(x), "matched_order": _matched(order, problem),
+                     "couplings": sorted(rows, key=lambda row: row["alpha"])})
         return 1 if missing else 0
     print(f"{problem.name}: f = {problem.f_kind}, weight 1/(2C^2) = {problem.weight}")
     print(f"{'alpha':>8} {'lambda':>14} {'int q*':>18} {'loss':>12}")
@@ -161,10 +171,9 @@ def _magic(args: argparse.Namespace) -> None:
         _print_json({
             "q": sp.sstr(magic.target), "C": sp.sstr(magic.C), "C_squared": sp.sstr(magic.C_squared),
             "weight": sp.sstr(magic.weight), "lagrange_multiplier": magic.lagrange_multiplier,
-            "checks": [
-                {"alpha": c.alpha, "normalization": _number(c.normalization), "loss": _number(c.loss),
-                 "kl_divergence": None if c.kl_divergence is None else _number(c.kl_divergence),
-                 "lambda": _number(c.lagrange_multiplier), "max_relative_error": _number(c.max_relative_error)}
+            "couplings": [
+                {"alpha": c.alpha, "normalization": c.normalization, "loss": c.loss, "kl_divergence": c.kl_divergence,
+                 "lagrange_multiplier": c.lagrange_multiplier, "max_relative_error": c.max_relative_error}
                 for c in checks
             ],
         })
@@ -219,7 +228,7 @@ def _train(args: argparse.Namespace) -> None:
     new = run.step - start
     if args.json:
         _print_json({"out": str(run.directory), "steps": run.step, "new_steps": new, "seconds": run.seconds,
-                     "loss": _number(run.final_loss), "certificate": [row.to_json() for row in rows]})
+                     "loss": run.final_loss, "couplings": [row.to_json() for row in rows]})
         return
     steps = f"{new} new steps (to step {run.step})" if args.resume else f"{run.step} steps"
     seconds = f" in {run.seconds:.1f} s" if new else ""
@@ -263,21 +272,26 @@ def _sample(args: argparse.Namespace) -> None:
 
     if not 0 < args.n <= _MAX_SAMPLES:
         raise RenormError(f"-n must be between 1 and {_MAX_SAMPLES}, got {args.n}")
+    if args.out and not args.out.endswith(".npy"):
+        raise RenormError(f"--out {one_line(args.out)}: the file name must end in .npy")
     run = _load_run(args)
     samples = run.sample(args.alpha[0], args.n, args.seed)
+    summary = {"alpha": args.alpha[0], "n": args.n, "seed": args.seed, "out": args.out}
     if args.out:
         import io
-        from pathlib import Path
 
         from renorm.symbolic import write_atomic
 
-        target = Path(args.out)
-        if target.suffix != ".npy":
-            raise RenormError(f"--out {one_line(target)}: the file name must end in .npy")
         buffer = io.BytesIO()
         np.save(buffer, samples)
-        _write(write_atomic, target, buffer.getvalue())
-        print(f"wrote {args.n} samples of x ~ q(x|alpha={args.alpha[0]:g}) to {target}")
+        _write(write_atomic, args.out, buffer.getvalue())
+        if args.json:
+            _print_json({**summary, "samples": None})
+        else:
+            print(f"wrote {args.n} samples of x ~ q(x|alpha={args.alpha[0]:g}) to {args.out}")
+        return
+    if args.json:
+        _print_json({**summary, "samples": _numbers(samples)})
         return
     for value in samples:
         print(f"{value:.17g}")
@@ -320,22 +334,26 @@ def _plot(args: argparse.Namespace) -> None:
     from ._plot import plot_report
 
     run = _load_run(args)
-    for path in plot_report(run.problem, run.log_density_distance, run.directory, history=run.history, distance=True):
+    paths = plot_report(run.problem, run.log_density_distance, run.directory, history=run.history, distance=True)
+    if args.json:
+        _print_json({"plots": [str(p) for p in paths]})
+        return
+    for path in paths:
         print(path)
 
 
 def _run(args: argparse.Namespace) -> int:
-    import json as _json
     import time
 
     from renorm.codegen import generate
-    from renorm.symbolic import NotNormalizableError, RenormError, matched_order, one_line, solve, write_atomic
+    from renorm.symbolic import ExactMinimizer, RenormError, matched_order, one_line, write_atomic
 
     from ._checkpoint import run_lock
     from ._plot import plot_report
     from ._train import CHECKPOINT, _directory, train
     from ._verify import _certificate_alphas
 
+    say = (lambda *_: None) if args.json else print
     problem = _load(args.spec)
     out = _directory(args.out)
     with run_lock(out):
@@ -343,29 +361,36 @@ def _run(args: argparse.Namespace) -> int:
             raise RenormError(f"{one_line(out)} already holds a run: replace it with --force (or continue its training with renorm train --resume)")
         start = time.perf_counter()
         _write(write_atomic, out / "kernels.py", generate(problem))
-        print(f"[1/5] kernels: {out / 'kernels.py'}")
-        alphas = _certificate_alphas(problem)
+        say(f"[1/5] kernels: {out / 'kernels.py'}")
         order = matched_order(problem)
-        try:
-            solutions = solve(problem, alphas)
-            matched = (f"matches p^N through O(alpha^{order.order}) of {problem.order}" if order.matched is not None
-                       else f"matched order {order.describe(problem.order)}")
-            print("[2/5] exact minimizer: lambda = " + ", ".join(f"{s.lagrange_multiplier:.6g} (alpha={s.alpha:g})" for s in solutions)
-                  + f"; {matched}")
-        except NotNormalizableError as error:
-            print(f"[2/5] exact minimizer: none ({error}); matched order {order.describe(problem.order)}")
-        run = train(problem, out, _config(args, problem), progress=True, force=args.force)
-        print(f"[3/5] trained {run.step} steps in {run.seconds:.1f} s, final loss {run.final_loss:.6g}")
+        solutions, missing = _solve_each(ExactMinimizer(problem), _certificate_alphas(problem))
+        matched = (f"matches p^N through O(alpha^{order.order}) of {problem.order}" if order.matched is not None
+                   else f"matched order {order.describe(problem.order)}")
+        found = ", ".join(f"{s.lagrange_multiplier:.6g} (alpha={s.alpha:g})" for s in solutions)
+        absent = "; ".join(f"none at alpha={alpha:g} ({reason})" for alpha, reason in missing)
+        say(f"[2/5] exact minimizer: {'lambda = ' + found if found else ''}{'; ' if found and absent else ''}{absent}; {matched}")
+        run = train(problem, out, _config(args, problem), progress=not args.json, force=args.force)
+        say(f"[3/5] trained {run.step} steps in {run.seconds:.1f} s, final loss {run.final_loss:.6g}")
         # the trained flow is on disk from here on: a failure below is reported and keeps it
         kept = f"; the trained flow is kept in {one_line(out / CHECKPOINT)}"
         report = _verify_run(run)
-        _write(write_atomic, out / "report.json", _json.dumps(report.to_json(), indent=2, allow_nan=False), kept)
-        print(f"[4/5] verification written to {out / 'report.json'}")
+        _write(write_atomic, out / "report.json", json.dumps(report.to_json(), indent=2, allow_nan=False), kept)
+        say(f"[4/5] verification written to {out / 'report.json'}")
         try:
             paths = plot_report(problem, run.log_density_distance, out, history=run.history, distance=True)
         except OSError as error:
             raise RenormError(f"cannot write the plots in {one_line(out)}: {error.strerror or error}{kept}") from None
-        print(f"[5/5] plots: {', '.join(p.name for p in paths)}")
+        say(f"[5/5] plots: {', '.join(p.name for p in paths)}")
+    if args.json:
+        couplings = [{"alpha": s.alpha, "lagrange_multiplier": s.lagrange_multiplier, "error": None} for s in solutions]
+        couplings += [{"alpha": alpha, "lagrange_multiplier": None, "error": reason} for alpha, reason in missing]
+        _print_json({
+            "name": problem.name, "out": str(out), "kernels": str(out / "kernels.py"),
+            "exact_minimizer": {"matched_order": _matched(order, problem), "couplings": sorted(couplings, key=lambda c: c["alpha"])},
+            "training": {"steps": run.step, "seconds": run.seconds, "loss": run.final_loss},
+            "report": report.to_json(), "plots": [str(p) for p in paths], "seconds": time.perf_counter() - start,
+        })
+        return 0 if report.passed else 1
     print()
     _print_report(report)
     print(f"\ntotal {time.perf_counter() - start:.1f} s")
@@ -447,6 +472,7 @@ def _parser() -> argparse.ArgumentParser:
     sample.add_argument("-n", type=int, required=True, help="how many samples (required, at most 10^8)")
     sample.add_argument("--seed", type=int, default=0, help="random seed of the samples (default 0)")
     sample.add_argument("--out", help="write a .npy file instead of printing")
+    sample.add_argument("--json", action="store_true", help="print one JSON object (with the samples, unless --out) instead of one number per line")
     sample.set_defaults(run=_sample)
 
     check = commands.add_parser("verify", help="coefficients, normalization, positivity and distance to q* (exit 1 if it fails)")
@@ -458,11 +484,13 @@ def _parser() -> argparse.ArgumentParser:
     plot = commands.add_parser("plot", help="PNG plots of p, q and q*, coefficients and the training curve")
     plot.add_argument("dir", help="a run directory written by renorm train or renorm run")
     plot.add_argument("--spec", help="the spec, when the run directory has no spec.toml (a Python spec is code: only one you trust)")
+    plot.add_argument("--json", action="store_true", help="print the paths as one JSON object")
     plot.set_defaults(run=_plot)
 
     chain = commands.add_parser("run", help="codegen -> solve -> train -> verify -> plot (exit 1 if verification fails)")
     chain.add_argument("spec", help="a spec file: .toml (data), or .py defining `problem` (code: only files you trust)")
     chain.add_argument("--out", required=True, help="run directory (created; an earlier run there needs --force)")
+    chain.add_argument("--json", action="store_true", help="print one JSON object at the end (no progress bar, no step lines)")
     _training_options(chain)
     chain.set_defaults(run=_run)
     return parser

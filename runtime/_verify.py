@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, ClassVar, Sequence
 
 import numpy as np
 import sympy as sp
@@ -266,7 +266,7 @@ class CertificateRow:
     minimum_density: float
     bulk: tuple[float, float]
 
-    def tojson_safe(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, Any]:
         r"""The row as a JSON-safe dict (non-finite numbers become ``None``)."""
         return json_safe(asdict(self))
 
@@ -416,8 +416,17 @@ class _Coefficients:
     vanishing: list[bool]
     leading: int | None
 
+    _shared: ClassVar[dict[str, "_Coefficients"]] = {}
+
     @classmethod
     def of(cls, problem: Problem) -> "_Coefficients":
+        r"""The coefficients of ``problem``, derived once per problem (by its hash)."""
+        if problem.sha256 not in cls._shared:
+            cls._shared[problem.sha256] = cls._derive(problem)
+        return cls._shared[problem.sha256]
+
+    @classmethod
+    def _derive(cls, problem: Problem) -> "_Coefficients":
         terms = expand(problem)
         vanishing = [bool(sp.simplify(term) == 0) for term in terms]
         functions = [numeric(term, (problem.x,)) for term in terms]
@@ -665,25 +674,30 @@ class VerifyReport:
     notes: list[str] = field(default_factory=list)
     variable: str = "x"
 
-    def tojson_safe(self) -> dict[str, Any]:
-        r"""The report as a JSON-safe dict: ``orders`` (``n``, ``median_relative_deviation``,
-        ``max_relative_deviation``, …), ``certificate`` (per-α dicts), ``normalization`` (per-α
-        ``{"alpha", "value"}``), ``minimum_density``, ``x_range``, ``tolerance``, ``passed`` and
-        the rest; non-finite numbers become ``None`` (``json.dumps(..., allow_nan=False)`` works)."""
+    def to_json(self) -> dict[str, Any]:
+        r"""The report as one JSON-safe object (schema ``verify`` in ``runtime/schemas/renorm.schema.json``).
+
+        ``couplings`` has one entry per coupling of :attr:`alphas`: ``alpha`` and ``normalization``,
+        and the :class:`CertificateRow` fields where :math:`q^*` exists there (``null`` where it
+        does not); non-finite numbers become ``null``.
+        """
+        rows = {row.alpha: row for row in self.certificate}
+        empty = {f.name: None for f in fields(CertificateRow)}
+        couplings = [{**empty, **(asdict(rows[a]) if a in rows else {}), "alpha": a, "normalization": v}
+                     for a, v in zip(self.alphas, self.normalization)]
         return json_safe({
-            "orders": [asdict(o) for o in self.orders],
-            "certificate": [asdict(row) for row in self.certificate],
-            "normalization": [{"alpha": a, "value": v} for a, v in zip(self.alphas, self.normalization)],
-            "minimum_density": self.minimum_density,
-            "x_range": self.x_range,
-            "x_range_source": self.x_range_source,
+            "passed": self.passed,
+            "variable": self.variable,
             "tolerance": self.tolerance,
             "threshold": self.threshold,
             "normalization_tolerance": self.normalization_tolerance,
-            "passed": self.passed,
+            "orders": [asdict(o) for o in self.orders],
+            "x_range": self.x_range,
+            "x_range_source": self.x_range_source,
+            "minimum_density": self.minimum_density,
+            "couplings": couplings,
             "checks": [asdict(c) for c in self.checks],
             "notes": self.notes,
-            "variable": self.variable,
         })
 
 

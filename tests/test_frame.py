@@ -75,8 +75,8 @@ def test_trained_flow_and_verification_are_the_references(runs, case):
         check["detail"] = check["detail"].replace(f"on {label} in", "on x in")
     assert report == expected_report
     # before: TV(q, q*) = nan and int q = 0.9999998, because x rounds onto the endpoint
-    assert all(row["total_variation"] is not None for row in report["certificate"])
-    assert all(abs(v["value"] - 1) < 1e-6 for v in report["normalization"])
+    assert all(row["total_variation"] is not None for row in report["couplings"])
+    assert all(abs(row["normalization"] - 1) < 1e-6 for row in report["couplings"])
 
 
 @pytest.mark.parametrize("case", ["mirrored", "mirrored-at-3"])
