@@ -11,14 +11,16 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, NoReturn
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from renorm.codegen._load import write_atomic
-from renorm.symbolic import ExactMinimizer, Frame, NotNormalizableError, Problem, RenormError, distance_frame, expand, load_spec, numeric, one_line, solve, to_toml
+from renorm.symbolic import (
+    ExactMinimizer, Frame, NotNormalizableError, Problem, RenormError, distance_frame, expand, load_spec, numeric, one_line, solve,
+    to_toml, write_atomic,
+)
 
 from ._checkpoint import FORMAT, Interrupted, clean_orphans, deferred_signals, read_checkpoint, run_lock, save_checkpoint, saving
 from ._flow import ConditionalFlow
@@ -587,120 +589,203 @@ def _train(problem: Problem, directory: Path, config: TrainConfig | None, resume
     config = config or TrainConfig()
     config.validate()
     with _threads(config.threads):
-        return _run(problem, directory, config, state, progress, callback)
+        return _Trainer(problem, directory, config, state, progress, callback).run()
 
 
-def _run(problem: Problem, directory: Path, config: TrainConfig, state: dict | None,
-         progress: bool, callback: Callable[[TrainingStatus], None] | None) -> Run:
-    checkpoint_path = directory / CHECKPOINT
-    dtype = torch.float64 if config.dtype == "float64" else torch.float32
-    device = torch.device(config.device)
+class _Trainer:
+    r"""One session of training a run: the main phase, the L-BFGS refinement, checkpoints and stopping.
 
-    torch.manual_seed(config.seed)
-    flow = ConditionalFlow.rebuild(state["flow"]) if state else _build_flow(problem, config)
-    flow = flow.to(device=device, dtype=dtype)
-    if state:
-        flow.load_state_dict(state["state"])
-    objective = Objective(distance_frame(problem).problem, flow, config, dtype, device)
-    step = state["step"] if state else 0
-    refining = step >= config.epochs
-    optimizer = _optimizer(flow, config, refining)
-    if state and state.get("optimizer") and state.get("phase", "main") == _phase(refining):
-        optimizer.load_state_dict(state["optimizer"])
-    history: list[dict] = list(state["history"]) if state else []
-    best = _Best.from_state(state.get("best") if state else None)
-    steps = config.epochs + config.refine
-    total = max(config.epochs, 1)
-    schedule = (lambda k: 1e-2 + (1 - 1e-2) * 0.5 * (1 + math.cos(math.pi * min(k, total) / total))) if config.schedule == "cosine" else (lambda k: 1.0)
+    The main phase takes ``epochs`` steps of the configured optimizer on the learning-rate
+    schedule; the refinement then takes up to ``refine`` L-BFGS steps and stops early through
+    :class:`_Best`. A checkpoint is written every ``checkpoint_every`` steps or
+    ``checkpoint_seconds`` seconds, at the end, and when SIGINT or SIGTERM asks training to stop.
+    Resumed from a checkpoint's ``state``, the run continues where it left off: the flow, the
+    optimizer where it belongs to the current phase, the sampler, the history and the early stopping.
+    """
 
-    try:
-        _spec_copy(problem, directory)
-    except OSError as error:
-        raise RenormError(f"cannot store the spec in {one_line(directory)}: {error.strerror or error}") from None
+    #: Steps between validation records in the main phase (every step in the refinement, which stops on it).
+    VALIDATE_EVERY = 10
 
-    if state and "sampler" in state:
-        objective.generator.set_state(state["sampler"])
+    def __init__(self, problem: Problem, directory: Path, config: TrainConfig, state: dict | None,
+                 progress: bool, callback: Callable[[TrainingStatus], None] | None):
+        self.problem, self.directory, self.config = problem, directory, config
+        self.progress, self.callback = progress, callback
+        dtype = torch.float64 if config.dtype == "float64" else torch.float32
+        device = torch.device(config.device)
+        torch.manual_seed(config.seed)
+        flow = ConditionalFlow.rebuild(state["flow"]) if state else _build_flow(problem, config)
+        self.flow = flow.to(device=device, dtype=dtype)
+        if state:
+            self.flow.load_state_dict(state["state"])
+        self.objective = Objective(distance_frame(problem).problem, self.flow, config, dtype, device)
+        self.step: int = state["step"] if state else 0
+        self.refining = self.step >= config.epochs
+        self.optimizer = self._optimizer()
+        if state and state.get("optimizer") and state.get("phase", "main") == self.phase:
+            self.optimizer.load_state_dict(state["optimizer"])
+        self.history: list[dict] = list(state["history"]) if state else []
+        self.best = _Best.from_state(state.get("best") if state else None)
+        self.steps = config.epochs + config.refine
+        self._store_spec()
+        if state and "sampler" in state:
+            self.objective.generator.set_state(state["sampler"])
+        self.saved: int | None = state["step"] if state else None  # the step of this run's checkpoint on disk
+        self.last_save = time.monotonic()
+        self.start = math.nan  # perf_counter when this session's steps begin (see run)
 
-    saved = state["step"] if state else None  # the step of this run's checkpoint on disk
-    last_save = time.monotonic()
+    @property
+    def phase(self) -> str:
+        r"""Which optimizer a checkpoint's state belongs to."""
+        return "refine" if self.refining else "main"
 
-    def kept() -> str:
-        return f"the last good checkpoint (step {saved}) is kept" if saved is not None else "this run wrote no checkpoint"
+    def _optimizer(self) -> torch.optim.Optimizer:
+        r"""The main phase's optimizer, or the L-BFGS of the refinement phase."""
+        if self.refining:
+            # full steps (lr 1) with a line search: on this smooth deterministic objective L-BFGS
+            # converges where Adam crawls, once Adam has brought it near the optimum (measured:
+            # from the initial flow it diverged)
+            return torch.optim.LBFGS(self.flow.parameters(), lr=1.0, max_iter=20, history_size=50, line_search_fn="strong_wolfe",
+                                     tolerance_grad=1e-12, tolerance_change=1e-15)
+        if self.config.optimizer == "adam":
+            return torch.optim.Adam(self.flow.parameters(), lr=self.config.lr)
+        return torch.optim.LBFGS(self.flow.parameters(), lr=self.config.lr, max_iter=1, history_size=50, line_search_fn="strong_wolfe")
 
-    def save() -> None:
-        nonlocal saved, last_save
+    def run(self) -> Run:
+        r"""Trains to the last step or the refinement's early stop, saves and returns the run.
+
+        Raises:
+            Interrupted: After the checkpoint, where SIGINT or SIGTERM asked training to stop.
+            RenormError: Where training diverged or a checkpoint could not be written.
+        """
+        from tqdm.auto import tqdm
+
+        self.start = time.perf_counter()
+        bar = tqdm(total=self.steps, initial=min(self.step, self.steps), disable=not self.progress, desc="train", unit="step",
+                   leave=False, mininterval=1.0)
+        try:
+            with deferred_signals() as stop:
+                self._steps(stop, bar)
+                if stop:
+                    self._interrupt(stop[0])
+        finally:
+            bar.close()
+        if self.refining:
+            self.best.restore(self.flow)
+        self._save()
+        return Run(self.problem, self.flow, self.config, self.step, self.history, self.directory)
+
+    def _steps(self, stop: list[int], bar: Any) -> None:
+        r"""Steps until the last one, the refinement's early stop, or a signal collected in ``stop``; ``bar`` is the tqdm progress bar."""
+        while self.step < self.steps and not stop:
+            if self.step >= self.config.epochs and not self.refining:
+                self._start_refinement()
+            if self.best.stopped:
+                return
+            if self.step < self.config.epochs:
+                for group in self.optimizer.param_groups:
+                    group["lr"] = self.config.lr * self._schedule()
+            value = float(self.optimizer.step(self._evaluate).detach())
+            if self._diverged(value):
+                return
+            self._record(value)
+            bar.update(1)
+            bar.set_postfix(loss=f"{value:.6g}")
+            if self.callback is not None:
+                self.callback(TrainingStatus(self.step, self.steps, value, time.perf_counter() - self.start))
+            if self.step % self.config.checkpoint_every == 0 or time.monotonic() - self.last_save >= self.config.checkpoint_seconds:
+                self._save()
+
+    # one step
+
+    def _evaluate(self) -> Tensor:
+        r"""The objective with its gradients: the closure of ``optimizer.step`` (L-BFGS evaluates it repeatedly)."""
+        self.optimizer.zero_grad()
+        value = self.objective()
+        value.backward()
+        return value
+
+    def _record(self, value: float) -> None:
+        r"""Counts the step and appends it to the history, with the validation objective every
+        step of the refinement (offered to its early stopping) and every :attr:`VALIDATE_EVERY` of the main phase."""
+        self.step += 1
+        entry = {"step": self.step, "loss": value, "time": time.perf_counter() - self.start, "phase": self.phase}
+        self.history.append(entry)
+        if self.refining:
+            entry["validation"] = self.best.offer(self.objective.validation(), self.flow)
+        elif self.step % self.VALIDATE_EVERY == 0:
+            # the training curve's companion; deterministic, so the trajectory is unchanged
+            with torch.no_grad():
+                entry["validation"] = self.objective.validation()
+
+    # the main phase
+
+    def _schedule(self) -> float:
+        r"""The main phase's learning rate at this step as a fraction of ``lr``: cosine from 1 to 1e-2 over ``epochs`` steps, or 1."""
+        if self.config.schedule != "cosine":
+            return 1.0
+        total = max(self.config.epochs, 1)
+        return 1e-2 + (1 - 1e-2) * 0.5 * (1 + math.cos(math.pi * min(self.step, total) / total))
+
+    # the refinement
+
+    def _start_refinement(self) -> None:
+        r"""Switches to the refinement's L-BFGS; the flow Adam left is the first candidate of the early stopping."""
+        self.refining = True
+        self.optimizer = self._optimizer()
+        self.best.offer(self.objective.validation(), self.flow)
+
+    # stopping
+
+    def _diverged(self, value: float) -> bool:
+        r"""Whether the step left a non-finite loss or flow, which ends training.
+
+        In the refinement this is a failed line search: the best flow so far is restored and the
+        refinement ends. Anywhere else it is an error; the last good checkpoint stays.
+        """
+        if math.isfinite(value) and all(torch.isfinite(p).all() for p in self.flow.parameters()):
+            return False
+        if not (self.refining and self.best.state is not None):
+            raise RenormError(f"training diverged at step {self.step + 1}: the loss is {value}; {self._kept()} in {one_line(self.directory)}")
+        self.best.restore(self.flow)
+        self.best = _Best(self.best.value, self.best.state, stale=_Best.PATIENCE)  # stopped, also when resumed
+        return True
+
+    def _interrupt(self, signum: int) -> NoReturn:
+        r"""Saves, so that an interrupted run can be resumed from where it stopped, and raises :class:`Interrupted`."""
+        self._save()
+        raise Interrupted(signum, self.step, self.directory)
+
+    # checkpoints
+
+    def _store_spec(self) -> None:
+        r"""The spec copy in the run directory (:func:`_spec_copy`); one line where it cannot be written."""
+        try:
+            _spec_copy(self.problem, self.directory)
+        except OSError as error:
+            raise RenormError(f"cannot store the spec in {one_line(self.directory)}: {error.strerror or error}") from None
+
+    def _kept(self) -> str:
+        r"""What a failure leaves on disk, for its message."""
+        return f"the last good checkpoint (step {self.saved}) is kept" if self.saved is not None else "this run wrote no checkpoint"
+
+    def _save(self) -> None:
+        r"""Writes the checkpoint, then history.json (a copy of its history); a signal meanwhile waits for both."""
         with saving():
             try:
                 save_checkpoint({
-                    "spec_sha256": problem.sha256, "flow": flow.describe(),
-                    "state": flow.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
-                    "phase": _phase(refining), "config": config.to_json(), "history": history,
-                    "sampler": objective.generator.get_state(), "best": best.to_state(),
-                }, checkpoint_path)
+                    "spec_sha256": self.problem.sha256, "flow": self.flow.describe(),
+                    "state": self.flow.state_dict(), "optimizer": self.optimizer.state_dict(), "step": self.step,
+                    "phase": self.phase, "config": self.config.to_json(), "history": self.history,
+                    "sampler": self.objective.generator.get_state(), "best": self.best.to_state(),
+                }, self.directory / CHECKPOINT)
             except RenormError as error:
-                raise RenormError(f"{error}; {kept()} in {one_line(directory)}") from None
-            saved, last_save = step, time.monotonic()
+                raise RenormError(f"{error}; {self._kept()} in {one_line(self.directory)}") from None
+            self.saved, self.last_save = self.step, time.monotonic()
             try:
-                write_atomic(directory / "history.json", json.dumps(history))
+                write_atomic(self.directory / "history.json", json.dumps(self.history))
             except OSError as error:  # a copy of what the checkpoint holds: the checkpoint is whole
-                raise RenormError(f"cannot write {one_line(directory / 'history.json')}: {error.strerror or error}; the checkpoint (step {step}) is written") from None
-
-    from tqdm.auto import tqdm
-
-    start = time.perf_counter()
-    bar = tqdm(total=steps, initial=min(step, steps), disable=not progress, desc="train", unit="step", leave=False, mininterval=1.0)
-    try:
-        with deferred_signals() as stop:
-            while step < steps and not stop:
-                if step >= config.epochs and not refining:
-                    refining = True
-                    optimizer = _optimizer(flow, config, refining)
-                    best.offer(objective.validation(), flow)
-                if best.stopped:
-                    break
-                if step < config.epochs:
-                    for group in optimizer.param_groups:
-                        group["lr"] = config.lr * schedule(step)
-
-                def closure() -> Tensor:
-                    optimizer.zero_grad()
-                    value = objective()
-                    value.backward()
-                    return value
-
-                loss = optimizer.step(closure)
-                value = float(loss.detach())
-                finite = math.isfinite(value) and all(torch.isfinite(p).all() for p in flow.parameters())
-                if not finite and refining and best.state is not None:
-                    # a failed line search ends the refinement; the best flow so far is kept
-                    best.restore(flow)
-                    best.stale = best.PATIENCE
-                    break
-                if not finite:
-                    raise RenormError(f"training diverged at step {step + 1}: the loss is {value}; {kept()} in {one_line(directory)}")
-                step += 1
-                history.append({"step": step, "loss": value, "time": time.perf_counter() - start, "phase": _phase(refining)})
-                if refining:
-                    history[-1]["validation"] = best.offer(objective.validation(), flow)
-                elif step % _VALIDATE_EVERY == 0:
-                    # the training curve's companion; deterministic, so the trajectory is unchanged
-                    with torch.no_grad():
-                        history[-1]["validation"] = objective.validation()
-                bar.update(1)
-                bar.set_postfix(loss=f"{value:.6g}")
-                if callback is not None:
-                    callback(TrainingStatus(step, steps, value, time.perf_counter() - start))
-                if step % config.checkpoint_every == 0 or time.monotonic() - last_save >= config.checkpoint_seconds:
-                    save()
-            if stop:
-                save()  # an interrupted run can be resumed from where it stopped
-                raise Interrupted(stop[0], step, directory)
-    finally:
-        bar.close()
-    if refining:
-        best.restore(flow)
-    save()
-    return Run(problem, flow, config, step, history, directory)
+                raise RenormError(f"cannot write {one_line(self.directory / 'history.json')}: {error.strerror or error}; "
+                                  f"the checkpoint (step {self.step}) is written") from None
 
 
 class _Best:
@@ -738,28 +823,6 @@ class _Best:
     @classmethod
     def from_state(cls, state: dict | None) -> "_Best":
         return cls(**state) if state else cls()
-
-
-#: Steps between validation records in the main phase (every step in the refinement, which stops on it).
-_VALIDATE_EVERY = 10
-
-
-def _phase(refining: bool) -> str:
-    r"""Which optimizer a checkpoint's state belongs to."""
-    return "refine" if refining else "main"
-
-
-def _optimizer(flow: ConditionalFlow, config: TrainConfig, refining: bool) -> torch.optim.Optimizer:
-    r"""The main phase's optimizer, or the L-BFGS of the refinement phase."""
-    if refining:
-        # full steps (lr 1) with a line search: on this smooth deterministic objective L-BFGS
-        # converges where Adam crawls, once Adam has brought it near the optimum (measured:
-        # from the initial flow it diverged)
-        return torch.optim.LBFGS(flow.parameters(), lr=1.0, max_iter=20, history_size=50, line_search_fn="strong_wolfe",
-                                 tolerance_grad=1e-12, tolerance_change=1e-15)
-    if config.optimizer == "adam":
-        return torch.optim.Adam(flow.parameters(), lr=config.lr)
-    return torch.optim.LBFGS(flow.parameters(), lr=config.lr, max_iter=1, history_size=50, line_search_fn="strong_wolfe")
 
 
 def _read_checkpoint(path: Path, problem: Problem | None) -> tuple[dict, TrainConfig]:
