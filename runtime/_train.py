@@ -580,6 +580,7 @@ def _train(problem: Problem, directory: Path, config: TrainConfig | None, resume
     if resume:
         state, stored = _read_checkpoint(checkpoint_path, problem)
         config = resumed_config(stored, config)
+        _check_continuation(state, config, directory)
     elif checkpoint_path.exists() or checkpoint_path.is_symlink():
         if not force:
             raise RenormError(f"{one_line(directory)} already holds a run: continue it with --resume, or replace it with --force")
@@ -590,6 +591,19 @@ def _train(problem: Problem, directory: Path, config: TrainConfig | None, resume
     config.validate()
     with _threads(config.threads):
         return _Trainer(problem, directory, config, state, progress, callback).run()
+
+
+def _check_continuation(state: dict, config: TrainConfig, directory: Path) -> None:
+    r"""Refuses a resume that asks for steps the run cannot take, instead of silently taking none."""
+    step, wanted = state["step"], config.epochs + config.refine
+    if wanted <= step:
+        return
+    if state["phase"] == "refine" and config.epochs > step:
+        raise RenormError(f"{one_line(directory)}: the run is already in its L-BFGS refinement (step {step}); --epochs {config.epochs} "
+                          "cannot return it to the main phase (raise --refine instead, or start a new run)")
+    if _Best.from_state(state["best"]).stopped:
+        raise RenormError(f"{one_line(directory)}: the run's refinement stopped at step {step} ({_Best.PATIENCE} steps without improvement on "
+                          "the validation grid, or a failed line search): more steps would not change the flow; start a new run to train differently")
 
 
 class _Trainer:
@@ -619,7 +633,9 @@ class _Trainer:
             self.flow.load_state_dict(state["state"])
         self.objective = Objective(distance_frame(problem).problem, self.flow, config, dtype, device)
         self.step: int = state["step"] if state else 0
-        self.refining = self.step >= config.epochs
+        # a checkpoint written at step == epochs still belongs to the main phase: the switch, with
+        # its first early-stopping candidate (the flow Adam left), happens in the loop as it would have
+        self.refining = bool(state) and state["phase"] == "refine"
         self.optimizer = self._optimizer()
         if state and state.get("optimizer") and state.get("phase", "main") == self.phase:
             self.optimizer.load_state_dict(state["optimizer"])

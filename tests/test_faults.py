@@ -325,3 +325,34 @@ def test_orphaned_temporary_files_are_cleaned_on_the_next_start(trained, tmp_pat
         (out / name).write_bytes(b"half-written")
     train(_problem(), out, TrainConfig(**{**SMALL, "epochs": 8}), resume=True, progress=False)
     assert not list(out.glob(".tmp-*")) and not list(out.glob(".*.tmp"))
+
+
+def test_resume_at_the_phase_boundary_equals_the_uninterrupted_run(tmp_path, monkeypatch):
+    # a checkpoint at step == epochs is still the main phase's: the refinement that follows must
+    # offer the flow Adam left to its early stopping, as the uninterrupted run does (it did not,
+    # which changes the kept flow whenever the first L-BFGS step does not improve on Adam's)
+    from renorm.runtime._train import _Best
+
+    offers: list[float] = []
+    original = _Best.offer
+    monkeypatch.setattr(_Best, "offer", lambda self, value, flow: offers.append(value) or original(self, value, flow))
+    straight = train(_problem(), tmp_path / "straight", TrainConfig(**{**SMALL, "refine": 3}), progress=False)
+    expected, offers[:] = list(offers), []
+    train(_problem(), tmp_path / "split", TrainConfig(**SMALL), progress=False)
+    resumed = train(_problem(), tmp_path / "split", TrainConfig(**{**SMALL, "refine": 3}), resume=True, progress=False)
+    assert offers == expected and len(expected) == 4  # the flow Adam left, then one per L-BFGS step
+    assert resumed.step == straight.step
+    _assert_bitwise_equal(resumed.flow.state_dict(), straight.flow.state_dict())
+    assert [h.get("validation") for h in resumed.history] == [h.get("validation") for h in straight.history]
+
+
+def test_resume_refuses_steps_a_run_cannot_take(tmp_path):
+    out = tmp_path / "run"
+    train(_problem(), out, TrainConfig(**{**SMALL, "refine": 2}), progress=False)
+    with pytest.raises(RenormError, match="already in its L-BFGS refinement .* cannot return it to the main phase"):
+        train(_problem(), out, TrainConfig(**{**SMALL, "epochs": 20, "refine": 2}), resume=True, progress=False)
+    # a refinement that stopped early stays stopped: more --refine is refused, not silently a no-op
+    _rewrite(out, lambda s: s["best"].update(stale=10))
+    with pytest.raises(RenormError, match="refinement stopped at step 8 .* more steps would not change the flow"):
+        train(_problem(), out, TrainConfig(**{**SMALL, "refine": 20}), resume=True, progress=False)
+    assert load_run(out).step == 8
