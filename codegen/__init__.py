@@ -4,9 +4,6 @@ from ._errors import CodegenError as CodegenError
 from ._generate import generate as generate
 from ._load import compile_loss as compile_loss
 from ._load import load as load
-from ._printer import FUNCTIONS as FUNCTIONS
-from ._printer import Lowering as Lowering
 from ._printer import TorchPrinter as TorchPrinter
-from ._printer import register as register
 
-__all__ = ["CodegenError", "generate", "load", "compile_loss", "FUNCTIONS", "Lowering", "TorchPrinter", "register"]
+__all__ = ["CodegenError", "generate", "load", "compile_loss", "TorchPrinter"]

@@ -23,14 +23,6 @@ __all__ = ["generate"]
 _LOG_Q = sp.Symbol("_log_q", real=True)
 _COMPLEX_P = sp.Symbol("_pc")
 
-#: Lowerings that accept complex tensors: a custom f is also evaluated at p + 0i.
-_COMPLEX_TARGETS = frozenset({
-    "torch.exp", "torch.log", "torch.log1p", "torch.expm1", "torch.abs", "torch.sin", "torch.cos",
-    "torch.tan", "torch.asin", "torch.acos", "torch.atan", "torch.sinh", "torch.cosh", "torch.tanh",
-    "torch.asinh", "torch.acosh", "torch.atanh",
-})
-
-
 # expression transforms ------------------------------------------------------------------
 def _guarded(expr: sp.Basic, context: sp.Basic = sp.true) -> sp.Basic:
     r"""Lowers ``Piecewise`` for NaN-free gradients (the "double where").
@@ -457,7 +449,7 @@ def _check_complex(expr: sp.Basic, f: sp.Expr) -> None:
     for node in sp.preorder_traversal(expr):
         if isinstance(node, (sp.Piecewise, sp.Max, sp.Min, sp.core.relational.Relational)):
             bad = type(node).__name__
-        elif isinstance(node, sp.Function) and lowering(node).target not in _COMPLEX_TARGETS:
+        elif isinstance(node, sp.Function) and not lowering(node).complex:  # a custom f is also evaluated at p + 0i
             bad = f"{type(node).__name__} (lowered to {lowering(node).target})"
         else:
             continue

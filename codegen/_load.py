@@ -59,8 +59,8 @@ _CACHE_BYTES = 16 << 20
 
 
 def _table_modules() -> set[str]:
-    r"""The modules that registered lowerings make a generated module import."""
-    return {entry.module for entry in _printer.FUNCTIONS.values() if isinstance(entry, _printer.Lowering)} - {"torch"}
+    r"""The modules that the function table's lowerings make a generated module import."""
+    return {entry.module for entry in _printer.lowerings().values()} - {"torch"}
 
 
 def _private(stat: os.stat_result) -> bool:

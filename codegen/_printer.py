@@ -1,9 +1,7 @@
-r"""The SymPy→torch function table and a strict printer that subclasses SymPy's torch printer."""
+r"""The SymPy→torch function table (derived from the special-function records) and a strict torch printer."""
 
 from __future__ import annotations
 
-import importlib
-import re
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
@@ -13,18 +11,22 @@ from sympy.core.logic import fuzzy_and
 from sympy.printing.precedence import PRECEDENCE
 from sympy.printing.pycode import AbstractPythonCodePrinter
 
+from renorm.symbolic import SPECIAL_FUNCTIONS
+
 from ._errors import CodegenError
 
-__all__ = ["Lowering", "FUNCTIONS", "register", "lowering", "Guard", "TorchPrinter", "fingerprint"]
+__all__ = ["Lowering", "lowerings", "lowering", "Guard", "TorchPrinter", "fingerprint"]
 
 #: Generated modules import :mod:`renorm.runtime.special` under this name.
 _SPECIAL_MODULE = "renorm.runtime.special"
-_DOTTED = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
 
 
 @dataclass(frozen=True)
 class Lowering:
     r"""How one SymPy function class becomes a torch call.
+
+    Built from a :class:`renorm.symbolic.SpecialFunction` record (its ``torch``, ``safe``,
+    ``complex`` and ``torch_arguments``), or one of the printer's own rules.
 
     Attributes:
         target: The callable as it is written in generated code: ``torch.…`` for torch,
@@ -33,10 +35,15 @@ class Lowering:
         safe: An argument at which the function and its derivative are finite. The branches
             of a ``Piecewise`` that are not taken are evaluated at this argument, so that
             their (discarded) gradients cannot be NaN.
+        complex: Whether :attr:`target` accepts complex tensors.
+        arguments: The arguments of the call from the SymPy arguments (``None``: all of them);
+            raises ``ValueError`` for a form without a torch implementation.
     """
 
     target: str
     safe: float = 0.5
+    complex: bool = False
+    arguments: Callable[..., tuple[Any, ...]] | None = None
 
     @property
     def module(self) -> str:
@@ -45,85 +52,35 @@ class Lowering:
         return _SPECIAL_MODULE if head == "special" else head
 
 
-#: The SymPy→torch table: SymPy function class → :class:`Lowering`. Extend it with
-#: :func:`register`; anything absent is refused at generation time. Structural nodes (``Add``,
-#: ``Mul``, ``Pow``, ``Piecewise``, ``Max``, ``Min``, relations) are lowered by the printer.
-FUNCTIONS: dict[type, Lowering] = {
-    sp.exp: Lowering("torch.exp"),
-    sp.log: Lowering("torch.log"),
-    cfunctions.log1p: Lowering("torch.log1p"),
-    cfunctions.expm1: Lowering("torch.expm1"),
-    sp.Abs: Lowering("torch.abs"),
-    sp.sign: Lowering("torch.sign"),
+#: Printing rules for SymPy functions that are not spec functions (a spec string cannot call
+#: them; a Python spec, which is code, may build them). Spec functions come from
+#: :data:`renorm.symbolic.SPECIAL_FUNCTIONS`; structural nodes (``Add``, ``Mul``, ``Pow``,
+#: ``Piecewise``, ``Max``, ``Min``, relations) are lowered by the printer's methods.
+_RULES: dict[type, Lowering] = {
+    cfunctions.log1p: Lowering("torch.log1p", complex=True),
+    cfunctions.expm1: Lowering("torch.expm1", complex=True),
     sp.floor: Lowering("torch.floor"),
     sp.ceiling: Lowering("torch.ceil"),
-    sp.sin: Lowering("torch.sin"),
-    sp.cos: Lowering("torch.cos"),
-    sp.tan: Lowering("torch.tan"),
-    sp.asin: Lowering("torch.asin"),
-    sp.acos: Lowering("torch.acos"),
-    sp.atan: Lowering("torch.atan"),
-    sp.atan2: Lowering("torch.atan2"),
-    sp.sinh: Lowering("torch.sinh"),
-    sp.cosh: Lowering("torch.cosh"),
-    sp.tanh: Lowering("torch.tanh"),
-    sp.asinh: Lowering("torch.asinh"),
-    sp.acosh: Lowering("torch.acosh", safe=2.0),
-    sp.atanh: Lowering("torch.atanh"),
-    sp.erf: Lowering("torch.special.erf"),
-    sp.erfc: Lowering("torch.special.erfc"),
-    # torch's lgamma is log|Γ|; SymPy's loggamma is complex for negative arguments
-    sp.loggamma: Lowering("torch.lgamma"),
-    sp.gamma: Lowering("special.gamma"),
-    sp.LambertW: Lowering("special.lambertw"),
-    # polylog(2, z) only: SymPy rewrites orders 1, 0, -1, ... into logs and rational functions
-    sp.polylog: Lowering("special.dilog"),
-    sp.Heaviside: Lowering("special.heaviside"),
 }
 
 
-def _resolve(target: str) -> Any:
-    r"""Imports the object a dotted target names (``special.…`` is :mod:`renorm.runtime.special`)."""
-    module_name, _, attribute = target.rpartition(".")
-    module_name = _SPECIAL_MODULE if module_name == "special" else module_name
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as error:
-        raise CodegenError(f"cannot register {target!r}: module {module_name!r} does not import ({error})") from None
-    if not callable(getattr(module, attribute, None)):
-        raise CodegenError(f"cannot register {target!r}: {module_name} has no callable {attribute!r}")
-    return getattr(module, attribute)
+def lowerings() -> dict[type, Lowering]:
+    r"""The SymPy→torch table: SymPy function class → :class:`Lowering`.
 
-
-def register(function: type, target: str | Callable[..., Any], *, safe: float = 0.5) -> None:
-    r"""Adds (or replaces) the torch lowering of a SymPy function class.
-
-    Arguments:
-        function: The SymPy class, e.g. ``sympy.fresnels`` or ``sympy.Function("mystery")``.
-        target: A dotted path such as ``"torch.special.i0"`` or ``"special.dilog"`` (the
-            runtime's special functions), or an importable function object.
-        safe: An argument where the function and its derivative are finite (see
-            :class:`Lowering`).
-
-    Example:
-        >>> import sympy
-        >>> from renorm import codegen
-        >>> codegen.register(sympy.Function("bessel_i0"), "torch.special.i0")
+    Derived, at each call, from the records of :data:`renorm.symbolic.SPECIAL_FUNCTIONS` that
+    have a torch target (extend it with :func:`renorm.symbolic.register_function`), and the
+    printer's rules for the few SymPy functions no spec string calls. Anything absent is
+    refused at generation time.
     """
-    if not (isinstance(function, type) and issubclass(function, sp.Function)):
-        raise CodegenError(f"register: expected a SymPy function class such as sympy.erf, got {function!r}")
-    if callable(target) and not isinstance(target, str):
-        module, name = getattr(target, "__module__", None), getattr(target, "__qualname__", "")
-        if not module or not name.isidentifier():
-            raise CodegenError(f"register: {target!r} is not an importable module-level function; pass its dotted path")
-        target = f"special.{name}" if module == _SPECIAL_MODULE else f"{module}.{name}"
-    if not isinstance(target, str) or not _DOTTED.match(target):
-        raise CodegenError(f"register: target must be a dotted path like 'torch.special.i0', got {target!r}")
-    _resolve(target)
-    FUNCTIONS[function] = Lowering(target, float(safe))
+    table = dict(_RULES)
+    for record in SPECIAL_FUNCTIONS.values():
+        cls = record.function_class
+        if record.torch is not None and cls is not None:
+            table[cls] = Lowering(record.torch, float(record.safe), record.complex, record.torch_arguments)
+    return table
 
 
-def _class_name(cls: type) -> str:
+def _class_name(cls: Any) -> str:
     module = getattr(cls, "__module__", "")
     return cls.__name__ if not module or module.startswith("sympy.core.function") else f"{module}.{cls.__name__}"
 
@@ -135,27 +92,31 @@ def lowering(expr: sp.Basic) -> Lowering:
         expr: A SymPy function application such as ``LambertW(x)``.
 
     Returns:
-        Its :class:`Lowering` (a plain string in the table is read as a target).
+        Its :class:`Lowering` (see :func:`lowerings`).
     """
+    table = lowerings()
     for cls in type(expr).__mro__:
         if cls in (sp.Function, sp.core.function.AppliedUndef, sp.core.function.Application):
             break
-        if cls in FUNCTIONS:
-            entry = FUNCTIONS[cls]
-            return entry if isinstance(entry, Lowering) else Lowering(str(entry))
+        if cls in table:
+            return table[cls]
     cls = type(expr)
     name = getattr(expr.func, "__name__", cls.__name__)
     raise CodegenError(
         f"unsupported function {name!r} (sympy class {_class_name(cls)}): add it with "
-        f"renorm.codegen.register({name}, \"module.function\") to map it to a torch function")
+        f"renorm.symbolic.register_function(SpecialFunction({name!r}, {name}, numpy=..., torch=\"module.function\")) "
+        "to map it to a NumPy and a torch function")
 
 
 def fingerprint() -> str:
-    r"""A deterministic summary of the table, so cached modules follow changes to it."""
-    rows = []
-    for cls, entry in FUNCTIONS.items():
-        entry = entry if isinstance(entry, Lowering) else Lowering(str(entry))
-        rows.append(f"{_class_name(cls)}={entry.target}@{entry.safe!r}")
+    r"""A deterministic summary of the function table, so cached modules follow changes to it."""
+    def qualified(function: Any) -> str:
+        return "" if function is None else f"{getattr(function, '__module__', '')}.{getattr(function, '__qualname__', repr(function))}"
+
+    rows = [f"rule:{_class_name(cls)}={entry.target}@{entry.safe!r}/{entry.complex}" for cls, entry in _RULES.items()]
+    for name, record in SPECIAL_FUNCTIONS.items():
+        rows.append(f"{name}:{_class_name(record.sympy)}={record.torch}@{record.safe!r}/{record.complex}"
+                    f"({qualified(record.torch_arguments)})")
     return ";".join(sorted(rows))
 
 
@@ -194,7 +155,7 @@ class TorchPrinter(AbstractPythonCodePrinter):
 
     Built on SymPy's Python code printer (not :mod:`sympy.printing.pytorch`, which imports torch:
     generating a module must not), with every torch construct printed here: function calls come
-    only from :data:`FUNCTIONS`, anything else raises
+    only from the table (:func:`lowerings`), anything else raises
     :class:`CodegenError`; ``Max``/``Min`` become ``torch.maximum``/``torch.clamp``;
     ``Piecewise`` a chain of ``torch.where`` (its branches are guarded beforehand, see
     :class:`Guard`); integers stay integers, rationals are written ``p/q`` (Python's division
@@ -230,7 +191,7 @@ class TorchPrinter(AbstractPythonCodePrinter):
             if not isinstance(expr, _STRUCTURE):
                 raise CodegenError(
                     f"cannot generate torch code for {sp.sstr(expr)!r} (sympy class {_class_name(type(expr))}): "
-                    "only arithmetic, powers, Piecewise, Max/Min, relations and the functions of renorm.codegen.FUNCTIONS are supported")
+                    "only arithmetic, powers, Piecewise, Max/Min, relations and the functions of renorm.symbolic.SPECIAL_FUNCTIONS are supported")
         return super()._print(expr, **kwargs)
 
     def is_scalar(self, expr: sp.Basic) -> bool:
@@ -292,14 +253,11 @@ class TorchPrinter(AbstractPythonCodePrinter):
     def _print_Function(self, expr: sp.Function) -> str:
         entry = lowering(expr)
         args = list(expr.args)
-        if isinstance(expr, sp.LambertW):
-            if len(args) > 1 and args[1] != 0:
-                raise CodegenError(f"LambertW branch k = {args[1]} in {sp.sstr(expr)!r}: only the principal branch (k = 0) has a torch implementation")
-            args = args[:1]
-        if isinstance(expr, sp.polylog):
-            if args[0] != 2:
-                raise CodegenError(f"polylog of order {sp.sstr(args[0])} in {sp.sstr(expr)!r}: only the dilogarithm polylog(2, z) has a torch implementation")
-            args = args[1:]
+        if entry.arguments is not None:
+            try:
+                args = list(entry.arguments(*args))
+            except ValueError as error:
+                raise CodegenError(f"{error} in {sp.sstr(expr)!r}") from None
         if all(self.is_scalar(a) for a in args):
             # a function of constants only is hoisted by the generator; reaching here means
             # SymPy could not evaluate it to a number

@@ -14,6 +14,10 @@ from ._files import json_safe as json_safe
 from ._files import write_atomic as write_atomic
 from ._frame import Frame as Frame
 from ._frame import distance_frame as distance_frame
+from ._functions import SPECIAL_FUNCTIONS as SPECIAL_FUNCTIONS
+from ._functions import SpecialFunction as SpecialFunction
+from ._functions import register_function as register_function
+from ._functions import unregister_function as unregister_function
 from ._magic import MagicC as MagicC
 from ._magic import MagicCheck as MagicCheck
 from ._magic import magic_c as magic_c
@@ -30,7 +34,6 @@ from ._solve import bulk_points as bulk_points
 from ._solve import exact_minimizer as exact_minimizer
 from ._solve import matched_order as matched_order
 from ._solve import solve as solve
-from ._spec import FUNCTIONS as FUNCTIONS
 from ._spec import LIMITS as LIMITS
 from ._spec import Limits as Limits
 from ._spec import Problem as Problem
@@ -43,6 +46,6 @@ __all__ = [
     "NotNormalizableError", "NoUniqueMinimizerError", "RenormError", "SpecError", "Coefficient", "coefficients", "expand",
     "Frame", "distance_frame", "MagicC", "MagicCheck", "magic_c", "parse_target", "numeric", "EndpointMap", "endpoint_map",
     "integrate", "LAMBDA", "ExactMinimizer", "MatchedOrder", "Solution", "exact_minimizer",
-    "matched_order", "solve", "bulk_points", "FUNCTIONS", "LIMITS", "Limits", "Problem", "load_spec", "make_problem", "parse_expression",
+    "matched_order", "solve", "bulk_points", "SpecialFunction", "SPECIAL_FUNCTIONS", "register_function", "unregister_function", "LIMITS", "Limits", "Problem", "load_spec", "make_problem", "parse_expression",
     "to_toml", "one_line", "budget", "OverBudget", "write_atomic", "json_safe",
 ]

@@ -18,8 +18,9 @@ import numpy as np
 import sympy as sp
 
 from ._errors import SpecError, one_line
+from ._functions import SPECIAL_FUNCTIONS
 
-__all__ = ["Problem", "make_problem", "load_spec", "to_toml", "parse_expression", "FUNCTIONS", "CONSTANTS", "LIMITS", "Limits"]
+__all__ = ["Problem", "make_problem", "load_spec", "to_toml", "parse_expression", "CONSTANTS", "LIMITS", "Limits"]
 
 @dataclass(frozen=True)
 class Limits:
@@ -38,7 +39,8 @@ class Limits:
         exponent: Magnitude of a constant exponent.
         digits: Decimal digits of an exact rational power SymPy would compute (``10**10**10``).
         argument: Magnitude of a constant argument of ``gamma``, ``loggamma``, ``zeta`` and
-            ``polylog``, which SymPy evaluates exactly (factorials, Bernoulli numbers).
+            ``polylog`` (the functions marked ``exact``), which SymPy evaluates exactly
+            (factorials, Bernoulli numbers).
         order: The perturbative order :math:`N`.
         expansion_nodes: Size (expression-tree nodes) of one α-derivative of the target
             during the expansion.
@@ -62,31 +64,6 @@ class Limits:
 
 LIMITS = Limits()
 
-
-@dataclass(frozen=True)
-class _Callable:
-    r"""A function a spec string may call: the SymPy function and the argument counts it takes."""
-
-    function: Any
-    arity: tuple[int, ...] = (1,)
-
-
-#: SymPy functions a spec string may call. Anything else is refused at load time; each of them
-#: evaluates in NumPy, in the generated torch kernels and in mpmath (tests/test_functions.py).
-_CALLABLES: dict[str, _Callable] = {
-    **{name: _Callable(getattr(sp, name)) for name in (
-        "exp", "sqrt", "cbrt", "sin", "cos", "tan", "asin", "acos", "atan", "sinh", "cosh", "tanh",
-        "asinh", "acosh", "atanh", "Abs", "sign", "gamma", "loggamma", "erf", "erfc")},
-    "log": _Callable(sp.log, (1, 2)), "ln": _Callable(sp.log, (1, 2)), "abs": _Callable(sp.Abs),
-    "root": _Callable(sp.root, (2,)), "atan2": _Callable(sp.atan2, (2,)),
-    "Max": _Callable(sp.Max, tuple(range(1, 65))), "Min": _Callable(sp.Min, tuple(range(1, 65))),
-    "Heaviside": _Callable(sp.Heaviside, (1, 2)), "Piecewise": _Callable(sp.Piecewise, tuple(range(1, 65))),
-    "LambertW": _Callable(sp.LambertW, (1, 2)), "polylog": _Callable(sp.polylog, (2,)), "zeta": _Callable(sp.zeta),
-}
-FUNCTIONS: dict[str, Any] = {name: entry.function for name, entry in _CALLABLES.items()}
-
-#: Functions that SymPy evaluates exactly at integer arguments (factorials, Bernoulli numbers).
-_EXACT = frozenset({"gamma", "loggamma", "zeta", "polylog"})
 
 #: Named constants a spec string may use besides its own ``[constants]``.
 CONSTANTS: dict[str, sp.Expr] = {"pi": sp.pi, "E": sp.E, "EulerGamma": sp.EulerGamma, "oo": sp.oo}
@@ -118,7 +95,7 @@ def _operands(node: ast.BinOp) -> tuple[ast.AST, list[tuple[ast.operator, ast.AS
 
 
 def _check_syntax(tree: ast.Expression, text: str, names: Mapping[str, Any], where: str) -> None:
-    r"""Refuses anything but arithmetic, comparisons, calls of :data:`FUNCTIONS` and known names.
+    r"""Refuses anything but arithmetic, comparisons, calls of :data:`SPECIAL_FUNCTIONS` and known names.
 
     The check runs on the Python syntax tree, iteratively, and nothing is evaluated: the tree
     is then turned into SymPy by :func:`_build`, node by node, with no ``eval`` at all.
@@ -134,7 +111,7 @@ def _check_syntax(tree: ast.Expression, text: str, names: Mapping[str, Any], whe
             raise SpecError(f"{where}: the expression is nested more than {LIMITS.expression_depth} levels deep (the limit)")
         if isinstance(node, ast.Name):
             if node.id not in names:
-                known = ", ".join(n for n in names if n not in FUNCTIONS)
+                known = ", ".join(n for n in names if n not in SPECIAL_FUNCTIONS)
                 raise SpecError(f"{where}: unknown name {node.id!r} in {_short(text)} (known: {known}, and functions such as log, exp, LambertW)")
             children: list[ast.AST] = []
         elif isinstance(node, ast.Constant):
@@ -147,19 +124,20 @@ def _check_syntax(tree: ast.Expression, text: str, names: Mapping[str, Any], whe
             if not isinstance(node.func, ast.Name):
                 kind = "attribute access" if isinstance(node.func, ast.Attribute) else "calling an expression"
                 raise SpecError(f"{where}: {kind} is not allowed in {_short(text)}")
-            entry = _CALLABLES.get(node.func.id)
+            entry = SPECIAL_FUNCTIONS.get(node.func.id)
             if entry is None:
-                raise SpecError(f"{where}: unknown function {node.func.id!r} in {_short(text)} (allowed: {', '.join(sorted(FUNCTIONS))})")
+                raise SpecError(f"{where}: unknown function {node.func.id!r} in {_short(text)} (allowed: {', '.join(sorted(SPECIAL_FUNCTIONS))})")
             if node.keywords or any(isinstance(a, ast.Starred) for a in node.args):
                 raise SpecError(f"{where}: only plain positional arguments are allowed in {_short(text)}")
             if len(node.args) not in entry.arity:
                 counts = " or ".join(map(str, entry.arity)) if len(entry.arity) < 3 else f"{entry.arity[0]} to {entry.arity[-1]}"
                 raise SpecError(f"{where}: {node.func.id} takes {counts} argument(s), got {len(node.args)} in {_short(text)}")
             for argument in node.args:
-                if isinstance(argument, ast.Tuple) != (node.func.id == "Piecewise"):
-                    raise SpecError(f"{where}: Piecewise takes (value, condition) pairs, and only Piecewise takes pairs, in {_short(text)}")
+                if isinstance(argument, ast.Tuple) != entry.pairs:
+                    paired = " and ".join(sorted(n for n, r in SPECIAL_FUNCTIONS.items() if r.pairs))
+                    raise SpecError(f"{where}: {paired} takes (value, condition) pairs, and only {paired} takes pairs, in {_short(text)}")
                 if isinstance(argument, ast.Tuple) and len(argument.elts) != 2:
-                    raise SpecError(f"{where}: a Piecewise branch is a (value, condition) pair in {_short(text)}")
+                    raise SpecError(f"{where}: a {node.func.id} branch is a (value, condition) pair in {_short(text)}")
             children = [e for a in node.args for e in (a.elts if isinstance(a, ast.Tuple) else [a])]
         elif isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
             if _chain(node):
@@ -210,26 +188,17 @@ def _power(base: sp.Expr, exponent: sp.Expr, where: str) -> sp.Expr:
 
 
 def _call(name: str, arguments: list[Any], where: str) -> sp.Expr:
-    if name in _EXACT:
+    record = SPECIAL_FUNCTIONS[name]
+    if record.exact:
         for argument in arguments:
             value = _number(argument) if isinstance(argument, sp.Expr) else None
             if value is not None and abs(value) > LIMITS.argument:
                 raise SpecError(f"{where}: {name} of {sp.sstr(argument)} exceeds the argument limit {LIMITS.argument} (SymPy evaluates it exactly)")
-    variable = [a for a in arguments if isinstance(a, sp.Basic) and a.free_symbols]
     # what NumPy and the torch kernels implement; anything else is refused here, not later
-    if name == "polylog" and arguments[1].free_symbols and arguments[0] not in (1, 2):
-        raise SpecError(f"{where}: polylog(s, z) of a variable z is implemented for s = 1 and 2 only, got s = {sp.sstr(arguments[0])}")
-    if name == "polylog" and arguments[0].free_symbols:
-        raise SpecError(f"{where}: the order s of polylog(s, z) must be a number")
-    if name == "zeta" and variable:
-        raise SpecError(f"{where}: zeta takes a number (such as zeta(3)), not a function of the variables")
-    if name == "LambertW" and len(arguments) == 2 and arguments[1] != 0:
-        raise SpecError(f"{where}: only the principal branch LambertW(z) = LambertW(z, 0) is implemented")
-    if name == "Heaviside" and len(arguments) == 2 and arguments[1].free_symbols:
-        raise SpecError(f"{where}: the value at zero of Heaviside(x, h0) must be a number")
-    if name == "polylog" and arguments[0] == 1:
-        return -sp.log(1 - arguments[1])  # Li_1(z) = -log(1 - z), which every layer evaluates
-    return _CALLABLES[name].function(*arguments)
+    reason = record.check(*arguments) if record.check is not None else None
+    if reason is not None:
+        raise SpecError(f"{where}: {reason}")
+    return record.apply(*arguments)
 
 
 def _build(node: ast.AST, names: Mapping[str, Any], where: str) -> Any:
@@ -286,14 +255,14 @@ def parse_expression(text: str, names: Mapping[str, Any], where: str, infinite: 
     r"""Parses a spec string into a SymPy expression in a closed namespace, within :data:`LIMITS`.
 
     The string is parsed as a Python expression and checked node by node (arithmetic,
-    comparisons, calls of :data:`FUNCTIONS`, known names, numbers) before anything is built;
+    comparisons, calls of :data:`SPECIAL_FUNCTIONS`, known names, numbers) before anything is built;
     the SymPy expression is then constructed from the syntax tree directly. No ``eval``, no
     ``sympify`` of text, no attribute access: nothing in the string can run.
 
     Arguments:
         text: The expression, e.g. ``"alpha*CF/pi/x"``; ``^`` is read as a power.
         names: The symbols and constants the string may use (functions come from
-            :data:`FUNCTIONS`, constants from :data:`CONSTANTS`).
+            :data:`SPECIAL_FUNCTIONS`, constants from :data:`CONSTANTS`).
         where: The field name for error messages, e.g. ``"target.density"``.
         infinite: Whether the value may be ``oo`` (a support endpoint).
 
@@ -315,7 +284,7 @@ def parse_expression(text: str, names: Mapping[str, Any], where: str, infinite: 
         raise SpecError(f"{where}: cannot parse {_short(text)}: {_short(str(error))}") from None
     except (RecursionError, MemoryError):
         raise SpecError(f"{where}: the expression is nested too deeply to parse (limit {LIMITS.expression_depth} levels)") from None
-    namespace = {**FUNCTIONS, **CONSTANTS, **names}
+    namespace = {**{n: r.sympy for n, r in SPECIAL_FUNCTIONS.items()}, **CONSTANTS, **names}
     _check_syntax(tree, text, namespace, where)
     try:
         value = _build(tree.body, namespace, where)
@@ -500,14 +469,14 @@ def make_problem(
     x_name = x.name if isinstance(x, sp.Symbol) else x
     a_name = coupling.name if isinstance(coupling, sp.Symbol) else coupling
     for field_name, value in (("target.x", x_name), ("target.alpha", a_name)):
-        if not _identifier(value) or value in FUNCTIONS or value in CONSTANTS:
+        if not _identifier(value) or value in SPECIAL_FUNCTIONS or value in CONSTANTS:
             raise SpecError(f"{field_name}: {_short(value)} is not a usable symbol name (an ASCII identifier not starting with '_', not a function or constant name)")
     if x_name == a_name:
         raise SpecError(f"target.alpha: the coupling and the variable are both called {x_name!r}")
 
     values: dict[str, sp.Expr] = {}
     for key, text in (constants or {}).items():
-        if not _identifier(key) or key in (x_name, a_name) or key in FUNCTIONS or key in CONSTANTS:
+        if not _identifier(key) or key in (x_name, a_name) or key in SPECIAL_FUNCTIONS or key in CONSTANTS:
             raise SpecError(f"constants: {_short(key)} is not a usable constant name (an ASCII identifier not starting with '_', not a function, constant or variable name)")
         value = _as_expr(text, values, f"constants.{key}")
         if value.free_symbols:

@@ -25,13 +25,17 @@ from renorm.symbolic import (
     LAMBDA,
     ExactMinimizer,
     Problem,
+    SpecError,
+    SpecialFunction,
     endpoint_map,
     exact_minimizer,
     expand,
     integrate,
     load_spec,
     make_problem,
+    register_function,
     solve,
+    unregister_function,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -554,21 +558,23 @@ def test_load_caches_in_memory_and_on_disk(tmp_path: Path, monkeypatch: pytest.M
     assert not [f for f in (tmp_path / "codegen").iterdir() if f.suffix != ".py"], "no temporary files left"
 
 
-def test_register_extends_the_table(tmp_path: Path):
+def test_register_function_extends_the_table(tmp_path: Path):
     mystery = sp.Function("mystery")
     x, alpha = sp.symbols("x alpha", positive=True)
     problem = make_problem(name="registered", density=1 + alpha * mystery(x), support=(0, 1))
-    with pytest.raises(codegen.CodegenError, match=r"unsupported function 'mystery' \(sympy class mystery\).*renorm\.codegen\.register"):
+    with pytest.raises(codegen.CodegenError, match=r"unsupported function 'mystery' \(sympy class mystery\).*renorm\.symbolic\.register_function"):
         codegen.generate(problem)
     try:
-        codegen.register(mystery, "torch.special.i0")
+        register_function(SpecialFunction("mystery", mystery, torch="torch.special.i0"))
         kernels = codegen.load(problem)
         xt = tensor([0.1, 0.5, 0.9])
         np.testing.assert_allclose(kernels.p(xt, 0.2).numpy(), [1 + 0.2 * float(mpmath.besseli(0, v)) for v in (0.1, 0.5, 0.9)], rtol=1e-12)
     finally:
-        del codegen.FUNCTIONS[mystery]
-    with pytest.raises(codegen.CodegenError, match="register"):
-        codegen.register(mystery, "torch.no_such_function")
+        unregister_function("mystery")
+    with pytest.raises(codegen.CodegenError, match="unsupported function 'mystery'"):
+        codegen.generate(problem)
+    with pytest.raises(SpecError, match="dotted path"):
+        register_function(SpecialFunction("mystery", mystery, torch="torch.no such function"))
 
 
 def test_unsupported_structures_fail_with_their_class():
