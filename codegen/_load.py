@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import importlib
 import os
 import re
 import sys
@@ -161,9 +162,25 @@ def load(problem: Problem) -> types.ModuleType:
         path = _store(directory, name, source)
     else:
         source, path = cached
+    _resolve_targets(source)
     module = _module(source, name, path)
     _MODULES[key] = module
     return module
+
+
+def _resolve_targets(source: str) -> None:
+    r"""Refuses, in one line, a module that calls a torch target which does not exist (a registered
+    function's misspelt ``torch`` path): generating imports no torch, so this is the first place to look."""
+    for function, entry in _printer.lowerings().items():
+        if f"{entry.target}(" not in source:
+            continue
+        try:
+            found = callable(getattr(importlib.import_module(entry.module), entry.target.rpartition(".")[2], None))
+        except ImportError:
+            found = False
+        if not found:
+            raise CodegenError(f"{getattr(function, '__name__', function)}: the torch target {entry.target!r} does not exist "
+                               "(check the function's record in renorm.symbolic.SPECIAL_FUNCTIONS)")
 
 
 def compile_loss(module: types.ModuleType, **options: Any) -> Callable[..., Any]:

@@ -16,7 +16,7 @@ _EXPORTS = {
     "ConditionalFlow": "._flow",
     "MAPS": "._maps", "SupportMap": "._maps", "default_map": "._maps", "register_map": "._maps",
     "plot_report": "._plot",
-    "Run": "._train", "TrainConfig": "._train", "TrainingStatus": "._train", "load_run": "._train", "train": "._train",
+    "Run": "._train", "TrainConfig": "._config", "TrainingStatus": "._config", "load_run": "._train", "train": "._train",
     "CertificateRow": "._verify", "VerifyReport": "._verify", "certificate": "._verify",
     "exact_log_density": "._verify", "extract_coefficients": "._verify", "extractable_range": "._verify", "verify": "._verify",
 }

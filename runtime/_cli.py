@@ -187,23 +187,21 @@ def _magic(args: argparse.Namespace) -> None:
         print(f"{c.alpha:8.4g} {c.normalization:18.15f} {c.loss:12.8g} {kl} {c.lagrange_multiplier:14.10g} {c.max_relative_error:14.3g}")
 
 
-_OPTIONS = ("epochs", "refine", "seed", "device", "dtype", "mode", "optimizer", "lr", "sampling", "taylor_weight",
-            "checkpoint_every", "checkpoint_seconds", "threads")
-
-
 def _config(args: argparse.Namespace, problem, base=None):
     r"""The training settings: ``base`` (default: the spec's ``[train]`` table over :class:`TrainConfig`'s
     defaults) with the flags given on the command line."""
     from renorm.symbolic import RenormError
 
-    from ._train import TrainConfig
+    from ._config import TrainConfig
 
     if base is None:
         try:
             base = TrainConfig.from_json(problem.training) if problem.training else TrainConfig()
         except (RenormError, TypeError) as error:
             raise RenormError(problem.where("train", f"{error} (the settings are those of renorm train's options, e.g. epochs, lr, threads)")) from None
-    given = {name: getattr(args, name) for name in _OPTIONS if getattr(args, name, None) is not None}
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if getattr(args, f.name, None) is not None}
+    if "hidden" in given:
+        given["hidden"] = tuple(given["hidden"])
     return dataclasses.replace(base, **given)
 
 
@@ -408,19 +406,17 @@ def _write(write, path, text: str | bytes, suffix: str = "") -> None:
 
 
 def _training_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--epochs", type=int, help="steps of the main optimizer (default 100)")
-    parser.add_argument("--refine", type=int, help="L-BFGS refinement steps after them (default at most 100, stopping early; 0 = off, needed with monte-carlo)")
-    parser.add_argument("--seed", type=int, help="random seed (default 0)")
-    parser.add_argument("--device", help="cpu, cuda or mps (default cpu)")
-    parser.add_argument("--dtype", choices=("float32", "float64"), help="default float64")
-    parser.add_argument("--mode", choices=("auto", "functional", "distill"), help="distill q* where it exists (auto, default) or train on the loss functional")
-    parser.add_argument("--optimizer", choices=("adam", "lbfgs"), help="the main optimizer (default adam)")
-    parser.add_argument("--lr", type=float, help="Adam's learning rate, cosine-annealed to 1%% of it (default 0.01)")
-    parser.add_argument("--sampling", choices=("quadrature", "monte-carlo"), help="deterministic Gauss-Legendre nodes or fresh uniform points each step (default quadrature)")
-    parser.add_argument("--taylor-weight", type=float, help="weight of the opt-in Taylor-operator loss (default 0: off)")
-    parser.add_argument("--checkpoint-every", type=int, help="write a checkpoint every N steps (default 10)")
-    parser.add_argument("--checkpoint-seconds", type=float, help="... and at least every T seconds (default 30)")
-    parser.add_argument("--threads", type=int, help="CPU threads while training (default 2, whatever the machine: the count changes the order of sums, so results are reproducible only at a fixed count)")
+    r"""One flag per :class:`TrainConfig` field, with its help, choices and default from the dataclass."""
+    from ._config import TrainConfig
+
+    for item in dataclasses.fields(TrainConfig):
+        flag, choices = "--" + item.name.replace("_", "-"), item.metadata["choices"]
+        default = " ".join(map(str, item.default)) if isinstance(item.default, tuple) else item.default
+        help = f"{item.metadata['help']} (default {default})"
+        if isinstance(item.default, tuple):
+            parser.add_argument(flag, type=int, nargs="+", metavar="N", help=help)
+        else:
+            parser.add_argument(flag, type=type(item.default), choices=choices, help=help)
     parser.add_argument("--force", action="store_true", help="replace a run already in --out")
 
 

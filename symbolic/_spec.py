@@ -11,6 +11,7 @@ import re
 import runpy
 import tomllib
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -358,9 +359,9 @@ class Problem:
     def support_floats(self) -> tuple[float, float]:
         return float(self.support[0]), float(self.support[1])
 
-    @property
+    @cached_property
     def sha256(self) -> str:
-        r"""Hash of the canonical problem (not of the file: comments do not change it)."""
+        r"""Hash of the canonical problem (not of the file: comments do not change it); computed once."""
         canonical = {
             "name": self.name, "x": self.x.name, "coupling": self.coupling.name,
             "support": [sp.srepr(e) for e in self.support], "singular": self.singular,

@@ -180,3 +180,18 @@ def test_built_in_functions_cannot_be_removed():
         unregister_function("log")
     with pytest.raises(SpecError, match="no function named 'ln'"):
         unregister_function("ln")
+
+
+def test_a_misspelt_torch_target_is_refused_in_one_line_when_loaded():
+    import sympy
+
+    from renorm.codegen import CodegenError, load
+    from renorm.symbolic import SpecialFunction, make_problem, register_function, unregister_function
+
+    register_function(SpecialFunction("erfinv", sympy.erfinv, numpy=scipy.special.erfinv, torch="torch.special.erfinvv"))
+    try:
+        problem = make_problem(name="misspelt", density="1 + alpha*erfinv(x/2)", support=("0", "1"), singular="none")
+        with pytest.raises(CodegenError, match="the torch target 'torch.special.erfinvv' does not exist"):
+            load(problem)
+    finally:
+        unregister_function("erfinv")

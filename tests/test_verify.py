@@ -16,6 +16,7 @@ from renorm.runtime._verify import (
 )
 from renorm.symbolic import ExactMinimizer, RenormError, expand, integrate, load_spec, numeric
 
+from . import schema
 from .conftest import EXAMPLES
 
 ALPHAS = (0.05, 0.118, 0.3)
@@ -176,11 +177,11 @@ def test_verify_fails_for_the_regulated_linear_minimizer(angularity):
 
 def test_report_json(report):
     data = json.loads(json.dumps(report.to_json(), allow_nan=False))
-    assert set(data) >= {"orders", "certificate", "normalization", "minimum_density", "x_range", "tolerance", "passed"}
+    assert not schema.errors(data, "verify")
     assert [o["n"] for o in data["orders"]] == [0, 1]
     assert data["orders"][1]["median_relative_deviation"] == report.orders[1].median_relative_deviation
-    assert data["certificate"][0]["total_variation"] == report.certificate[0].total_variation
-    assert data["normalization"][1] == {"alpha": 0.118, "value": report.normalization[1]}
+    assert data["couplings"][0]["total_variation"] == report.certificate[0].total_variation
+    assert data["couplings"][1]["alpha"] == 0.118 and data["couplings"][1]["normalization"] == report.normalization[1]
     assert data["passed"] is True and data["tolerance"] == 0.02
 
 
