@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import NoReturn, Sequence
+from typing import Sequence
 
-from renorm.symbolic import RenormError, load_spec, one_line, write_atomic
+from renorm.symbolic import OneLineParser, RenormError, load_spec, one_line, write_atomic
 
 from ._generate import generate
 
@@ -16,15 +16,8 @@ __all__ = ["main"]
 PROG = "renorm-codegen"
 
 
-class _Parser(argparse.ArgumentParser):
-    r"""argparse, but usage errors are one line too (no usage block), exit code 2."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{PROG}: error: {message} (see {PROG} --help)\n")
-
-
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = OneLineParser(
         prog=PROG,
         description="Generate the torch kernel module (p, log_p, p_coefficients, weight, q_exact, "
                     "loss_density) of a renorm-flows spec. Same spec, byte-identical output.")

@@ -19,13 +19,6 @@ __all__ = ["main"]
 _MAX_SAMPLES = 10**8
 
 
-class _Parser(argparse.ArgumentParser):
-    r"""argparse that reports a usage error as one line (exit 2) instead of usage plus error."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
 def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -421,9 +414,11 @@ def _training_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="renorm", description="Normalized, positive distributions that match fixed-order QCD order by order.")
+    from renorm.symbolic import OneLineParser
+
+    parser = OneLineParser(prog="renorm", description="Normalized, positive distributions that match fixed-order QCD order by order.")
     parser.add_argument("--version", action="version", version=f"renorm-flows {_version()}")
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
 
     expand = commands.add_parser("expand", help="alpha-expansion of the target with its delta and plus parts")
     expand.add_argument("spec", help="a spec file: .toml (data), or .py defining `problem` (code: only files you trust)")

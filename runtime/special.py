@@ -432,7 +432,7 @@ def heaviside(x: Tensor, value_at_zero: float | Tensor = 0.5) -> Tensor:
 
 # 1/Gamma(1 + t) = sum_k c_k t^k, an entire function; for |t| <= 1/2 the 22 terms
 # below truncate at 5e-21. Generated with mpmath.taylor(mpmath.rgamma, 1, 21) at
-# 40 digits; tests/test_special.py checks them.
+# 40 digits; tests/runtime/test_special.py checks them.
 _RGAMMA_SERIES = [
     1.0,
     0.5772156649015329,

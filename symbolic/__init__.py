@@ -4,6 +4,7 @@ from ._budget import OverBudget as OverBudget
 from ._budget import budget as budget
 from ._errors import NoUniqueMinimizerError as NoUniqueMinimizerError
 from ._errors import NotNormalizableError as NotNormalizableError
+from ._errors import OneLineParser as OneLineParser
 from ._errors import RenormError as RenormError
 from ._errors import SpecError as SpecError
 from ._errors import one_line as one_line
@@ -47,5 +48,5 @@ __all__ = [
     "Frame", "distance_frame", "MagicC", "MagicCheck", "magic_c", "parse_target", "numeric", "EndpointMap", "endpoint_map",
     "integrate", "LAMBDA", "ExactMinimizer", "MatchedOrder", "Solution", "exact_minimizer",
     "matched_order", "solve", "bulk_points", "SpecialFunction", "SPECIAL_FUNCTIONS", "register_function", "unregister_function", "LIMITS", "Limits", "Problem", "load_spec", "make_problem", "parse_expression",
-    "to_toml", "one_line", "budget", "OverBudget", "write_atomic", "json_safe",
+    "to_toml", "one_line", "OneLineParser", "budget", "OverBudget", "write_atomic", "json_safe",
 ]

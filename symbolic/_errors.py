@@ -2,7 +2,10 @@ r"""Errors that are meant to be read by people: one line, what was wrong and whe
 
 from __future__ import annotations
 
-__all__ = ["RenormError", "SpecError", "NotNormalizableError", "NoUniqueMinimizerError", "one_line"]
+import argparse
+from typing import NoReturn
+
+__all__ = ["RenormError", "SpecError", "NotNormalizableError", "NoUniqueMinimizerError", "one_line", "OneLineParser"]
 
 
 class RenormError(ValueError):
@@ -37,3 +40,10 @@ def one_line(text: str) -> str:
     one line per error.
     """
     return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in str(text))
+
+
+class OneLineParser(argparse.ArgumentParser):
+    r"""The command lines' argparse: a usage error is one line naming the command (no usage block), exit code 2."""
+
+    def error(self, message: str) -> NoReturn:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")

@@ -161,7 +161,7 @@ def _heaviside_check(x: sp.Expr, h0: sp.Expr = sp.S.Half) -> str | None:
 
 _MANY = tuple(range(1, 65))
 
-#: The functions every layer implements (tests/test_functions.py checks each against mpmath).
+#: The functions every layer implements (tests/symbolic/test_functions.py checks each against mpmath).
 _BUILT_IN = (
     SpecialFunction("exp", sp.exp, torch="torch.exp", complex=True),
     SpecialFunction("sqrt", sp.sqrt),

@@ -38,7 +38,7 @@ from renorm.symbolic import (
     unregister_function,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SPECS = sorted([*ROOT.glob("examples/*.toml"), *ROOT.glob("examples/*.py")])
 
 #: Problems beyond the examples, each exercising one part of the printer.

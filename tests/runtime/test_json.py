@@ -8,8 +8,8 @@ import pytest
 
 from renorm.runtime._cli import main
 
-from . import schema
-from .conftest import EXAMPLES
+from .. import schema
+from ..conftest import EXAMPLES
 
 ANGULARITY = str(EXAMPLES / "angularity_lo.toml")
 SMALL = ["--epochs", "6", "--refine", "1"]

@@ -20,8 +20,8 @@ from renorm.runtime._flow import parameter_count
 from renorm.runtime._train import Objective, _build_flow
 from renorm.symbolic import ExactMinimizer, RenormError
 
-from . import schema
-from .conftest import EXAMPLES
+from .. import schema
+from ..conftest import EXAMPLES
 
 ANGULARITY = EXAMPLES / "angularity_lo.toml"
 FULL = os.environ.get("RENORM_FULL") == "1"

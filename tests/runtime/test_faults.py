@@ -27,7 +27,7 @@ from renorm.runtime._checkpoint import Interrupted, read_checkpoint, save_checkp
 from renorm.runtime._cli import main
 from renorm.symbolic import RenormError
 
-from .conftest import EXAMPLES
+from ..conftest import EXAMPLES
 
 SPEC = EXAMPLES / "angularity_lo.toml"
 FULL = os.environ.get("RENORM_FULL") == "1"

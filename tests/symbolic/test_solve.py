@@ -15,7 +15,7 @@ from renorm.symbolic import (
     matched_order, solve,
 )
 
-from .conftest import EXAMPLES
+from ..conftest import EXAMPLES
 
 ALPHAS = (0.05, 0.118, 0.3)
 

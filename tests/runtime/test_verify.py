@@ -16,8 +16,8 @@ from renorm.runtime._verify import (
 )
 from renorm.symbolic import ExactMinimizer, RenormError, expand, integrate, load_spec, numeric
 
-from . import schema
-from .conftest import EXAMPLES
+from .. import schema
+from ..conftest import EXAMPLES
 
 ALPHAS = (0.05, 0.118, 0.3)
 

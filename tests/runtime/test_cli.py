@@ -10,8 +10,8 @@ import pytest
 from renorm.runtime._cli import main
 from renorm.symbolic import ExactMinimizer, make_problem, solve
 
-from . import schema
-from .conftest import EXAMPLES
+from .. import schema
+from ..conftest import EXAMPLES
 
 ANGULARITY = str(EXAMPLES / "angularity_lo.toml")
 

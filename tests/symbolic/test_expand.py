@@ -9,7 +9,7 @@ import sympy as sp
 
 from renorm.symbolic import coefficients, expand, load_spec, make_problem
 
-from .conftest import EXAMPLES
+from ..conftest import EXAMPLES
 
 CF = sp.Rational(4, 3)
 

@@ -11,7 +11,7 @@ import sympy as sp
 
 from renorm.symbolic import SpecError, load_spec, make_problem
 
-from .conftest import EXAMPLES, SPECS
+from ..conftest import EXAMPLES, SPECS
 
 GOOD = textwrap.dedent('''
     name = "t"
