@@ -11,7 +11,7 @@ from pathlib import Path
 import mpmath
 import sympy as sp
 
-from renorm.symbolic import LAMBDA, LIMITS, OverBudget, Problem, budget, exact_minimizer, expand
+from renorm.symbolic import LAMBDA, LIMITS, LossKernel, MatchingFunction, OverBudget, Problem, budget, exact_minimizer, expand, matching_function
 
 from ._check import check_module
 from ._errors import CodegenError
@@ -425,7 +425,7 @@ def _function_weight(w: _Writer) -> str:
     return f"def weight(x: Tensor, alpha: Tensor | float) -> Tensor:\n{doc}{_indent(lines)}"
 
 
-def _function_q_exact(w: _Writer, q: sp.Expr | None) -> str:
+def _function_q_exact(w: _Writer, matching: MatchingFunction, q: sp.Expr | None) -> str:
     if q is None:
         return ("# No closed-form Euler–Lagrange minimizer exists for this f (renorm.symbolic.exact_minimizer\n"
                 "# returned None): use renorm.symbolic.solve, which solves the condition pointwise.\n"
@@ -433,13 +433,9 @@ def _function_q_exact(w: _Writer, q: sp.Expr | None) -> str:
     problem = w.problem
     args = {problem.x: "x", problem.coupling: "alpha", LAMBDA: "lam"}
     body = w.body([q])
-    validity = {
-        "linear": "q = max(p - λC², 0).",
-        "log": "q = |p| exp(-W(λC²|p|)), W the principal branch of Lambert W (NaN where λC²|p| < -1/e).",
-    }.get(problem.f_kind, "The closed form SymPy derived for p > 0; where p < 0 it need not hold (use renorm.symbolic.solve).")
     doc = _docstring(
         "The exact minimizer :math:`q_\\lambda(x|\\alpha)` of the loss for a given Lagrange multiplier.",
-        [validity, f"q = {_expression(q)}"], [_X, _ALPHA, _LAM], "q, with the broadcast shape of x, alpha and lam.")
+        [matching.validity, f"q = {_expression(q)}"], [_X, _ALPHA, _LAM], "q, with the broadcast shape of x, alpha and lam.")
     lines = _coerce(list(args.values())) + body.lines + [f"return {_shaped(body.results[0], body.depends[0], args, not body.depends[0])}"]
     return f"def q_exact(x: Tensor, alpha: Tensor | float, lam: Tensor | float) -> Tensor:\n{doc}{_indent(lines)}"
 
@@ -458,86 +454,52 @@ def _check_complex(expr: sp.Basic, f: sp.Expr) -> None:
             "write f with exp, log, powers and elementary functions only")
 
 
-def _function_loss(w: _Writer, log_abs: sp.Expr, negative: sp.Basic) -> str:
+def _function_loss(w: _Writer, matching: MatchingFunction, log_abs: sp.Expr, negative: sp.Basic) -> str:
     problem = w.problem
     args = {_LOG_Q: "log_q", problem.x: "x", problem.coupling: "alpha"}
-    kind = problem.f_kind
-    fixed_sign = isinstance(negative, sp.logic.boolalg.BooleanAtom)
-    f_of_p = None
-    if kind == "log":
-        exprs = [log_abs, problem.weight] + ([] if fixed_sign else [negative])
-    elif kind == "linear":
-        exprs = [problem.density, problem.weight]
-    else:
-        f_of_q = problem.f.subs(problem.q, sp.exp(_LOG_Q))
-        f_of_p = problem.f.subs(problem.q, _COMPLEX_P)
-        _check_complex(f_of_p, problem.f)
-        exprs = [problem.density, problem.weight, f_of_q]
-    body = w.body(exprs)
-    constant_weight = not body.depends[1]
+    kernel = matching.loss_kernel(_LOG_Q, _COMPLEX_P, log_abs, negative)
+    for _, expr in kernel.complex_inputs:
+        _check_complex(expr, problem.f)
+    names = [name for name, _ in kernel.inputs]
+    body = w.body([expr for _, expr in kernel.inputs])
+    weight = names.index("w")
+    constant_weight = not body.depends[weight]
     lines = _coerce(["alpha"])
     if constant_weight and problem.weight.is_zero:
         lines.append("return _full(0.0, log_q, x, alpha)")
     else:
-        lines += body.lines + [f"w = {body.results[1]}"]
-        lines += _loss_tail(w, problem, body, negative, constant_weight, f_of_p)
+        lines += body.lines + [f"w = {body.results[weight]}"]
+        lines += _loss_tail(w, kernel, dict(zip(names, body.results)), constant_weight)
         used = frozenset().union(*body.depends) | {_LOG_Q}
         lines[-1] = f"return {_shaped(lines[-1], used, args, False)}"
 
-    f_text = {"log": "log q", "linear": "q"}.get(kind, _expression(problem.f))
     doc = _docstring(
         "The loss integrand :math:`w\\,|f(q) - f(p)|^2` at :math:`q = e^{\\log q}`, fused in one function.",
-        [f"f(q) = {f_text}, with f(p) on the principal branch where p < 0. The integrand is exactly 0 where "
+        [f"f(q) = {_text(matching.formula)}, with f(p) on the principal branch where p < 0. The integrand is exactly 0 where "
          "w = 0 or f(q) = f(p), and its gradient in log_q is finite there."],
         [_LOG_Q_DOC, _X, _ALPHA], "The integrand, with the broadcast shape of log_q, x and alpha.")
     return f"def loss_density(log_q: Tensor, x: Tensor, alpha: Tensor | float) -> Tensor:\n{doc}{_indent(lines)}"
 
 
-def _loss_tail(w: _Writer, problem: Problem, body: _Body, negative: sp.Basic, constant_weight: bool, f_of_p: sp.Expr | None) -> list[str]:
+def _loss_tail(w: _Writer, kernel: LossKernel, printed: dict[str, str], constant_weight: bool) -> list[str]:
     r"""The statements of ``loss_density`` after ``w``; the last entry is the result expression.
 
-    The reference contributes exactly 0 where w = 0 or f(q) = f(p). With a constant w > 0 the
+    The matching function's statements come first (its ``{name}`` placeholders filled with the
+    printed inputs, its complex inputs printed where its statements bind the complex p). The
+    reference contributes exactly 0 where w = 0 or f(q) = f(p). With a constant w > 0 the
     product w · 0 already is 0. Otherwise the residuals and w are set to 0 there before they
     are multiplied (the double where), so that no 0 · ∞ enters a value or a gradient.
     """
-    lines: list[str] = []
-    safe: list[str] = []
-    phase: list[str] = []
-    if problem.f_kind == "log":
-        lines.append(f"log_abs_p = {body.results[0]}")
-        lines.append("# log q = log|p| is no deviation, also where both are -inf (q = p = 0)")
-        lines.append("residual = torch.where(log_q == log_abs_p, 0.0, log_q - log_abs_p)")
-        if not isinstance(negative, sp.logic.boolalg.BooleanAtom):
-            lines.append(f"negative = {body.results[2]}")
-        exact = {sp.true: None, sp.false: "(residual == 0)"}.get(negative, "((residual == 0) & ~negative)")
-        safe = ["residual"]
-        squared = "torch.square(residual)"
-        if negative is sp.true:
-            squared = f"(torch.square(residual) + {_float(math.pi**2)})"
-        elif negative is not sp.false:
-            phase = ["squared = torch.square(residual)", "# the imaginary part iπ of log p where p < 0",
-                     f"squared = torch.where(negative, squared + {_float(math.pi**2)}, squared)"]
-            squared = "squared"
-    elif problem.f_kind == "linear":
-        lines.append(f"density = {body.results[0]}")
-        lines.append("residual = torch.exp(log_q) - density")
-        exact, safe = "(residual == 0)", ["residual"]
-        squared = "torch.square(residual)"
-    else:
-        lines.append(f"density = {body.results[0]}")
-        lines.append("# f(p) on the principal branch: f evaluated at the complex p + 0i")
-        lines.append("pc = torch.complex(density, torch.zeros_like(density))")
-        inner = w.body([f_of_p], {_COMPLEX_P: "pc"}, prefix="u")
+    lines = [statement.format(**printed) for statement in kernel.statements]
+    if kernel.complex_inputs:
+        inner = w.body([expr for _, expr in kernel.complex_inputs], {_COMPLEX_P: kernel.complex_argument}, prefix="u")
         lines += inner.lines
-        lines.append(f"f_p = {inner.results[0]}")
-        lines.append(f"residual = {body.results[2]} - f_p.real")
-        lines.append("phase = f_p.imag")
-        exact, safe = "((residual == 0) & (phase == 0))", ["residual", "phase"]
-        squared = "(torch.square(residual) + torch.square(phase))"
+        printed = {**printed, **{name: code for (name, _), code in zip(kernel.complex_inputs, inner.results)}}
+        lines += [statement.format(**printed) for statement in kernel.complex_statements]
     if not constant_weight:
-        lines.append(f"drop = {' | '.join(['(w == 0)'] + ([exact] if exact else []))}")
-        lines += [f"{name} = torch.where(drop, 0.0, {name})" for name in safe + ["w"]]
-    return lines + phase + [f"w * {squared}"]
+        lines.append(f"drop = {' | '.join(['(w == 0)'] + ([kernel.exact] if kernel.exact else []))}")
+        lines += [f"{name} = torch.where(drop, 0.0, {name})" for name in [*kernel.safe, "w"]]
+    return lines + list(kernel.phase) + [f"w * {kernel.squared}"]
 
 
 _HELPERS = '''
@@ -586,20 +548,21 @@ def _generate(problem: Problem, source: str | Path | None) -> str:
     log_abs, negative = _log_magnitude(problem)
     coefficients = expand(problem)
     q = exact_minimizer(problem)
+    matching = matching_function(problem)
 
     functions = [
         _function_p(writer),
         _function_log_p(writer, log_abs, negative),
         _function_coefficients(writer, coefficients),
         _function_weight(writer),
-        _function_q_exact(writer, q),
-        _function_loss(writer, log_abs, negative),
+        _function_q_exact(writer, matching, q),
+        _function_loss(writer, matching, log_abs, negative),
     ]
 
     origin = source if source is not None else problem.source
     spec = _file_name(Path(origin).name) if origin else "a Python-built problem"
     a, b = problem.support_floats
-    f_value = problem.f_kind if problem.f_kind != "custom" else sp.sstr(problem.f)
+    f_value = matching.spec
     exact_text = ("q_exact(x, alpha, lam) is the closed-form minimizer q_λ; λ(α) comes from renorm.symbolic.solve."
                   if q is not None else "q_exact is None: this f has no closed-form minimizer (renorm.symbolic.solve finds it pointwise).")
     docstring = "\n".join([

@@ -23,11 +23,15 @@ from ._magic import MagicC as MagicC
 from ._magic import MagicCheck as MagicCheck
 from ._magic import magic_c as magic_c
 from ._magic import parse_target as parse_target
+from ._matching import LAMBDA as LAMBDA
+from ._matching import MATCHING as MATCHING
+from ._matching import LossKernel as LossKernel
+from ._matching import MatchingFunction as MatchingFunction
+from ._matching import matching_function as matching_function
 from ._numeric import numeric as numeric
 from ._quadrature import EndpointMap as EndpointMap
 from ._quadrature import endpoint_map as endpoint_map
 from ._quadrature import integrate as integrate
-from ._solve import LAMBDA as LAMBDA
 from ._solve import ExactMinimizer as ExactMinimizer
 from ._solve import MatchedOrder as MatchedOrder
 from ._solve import Solution as Solution
@@ -49,4 +53,5 @@ __all__ = [
     "integrate", "LAMBDA", "ExactMinimizer", "MatchedOrder", "Solution", "exact_minimizer",
     "matched_order", "solve", "bulk_points", "SpecialFunction", "SPECIAL_FUNCTIONS", "register_function", "unregister_function", "LIMITS", "Limits", "Problem", "load_spec", "make_problem", "parse_expression",
     "to_toml", "one_line", "OneLineParser", "budget", "OverBudget", "write_atomic", "json_safe",
+    "MatchingFunction", "LossKernel", "MATCHING", "matching_function",
 ]

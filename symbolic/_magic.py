@@ -9,6 +9,7 @@ import numpy as np
 import sympy as sp
 
 from ._errors import RenormError
+from ._matching import matching_function
 from ._numeric import numeric
 from ._solve import ExactMinimizer
 from ._spec import Problem, parse_expression
@@ -76,7 +77,7 @@ class MagicC:
         normalization = minimizer.integral(q)
         loss = minimizer.loss(alpha, log_q=log_q)
         kl = None
-        if problem.f_kind == "log":
+        if minimizer.matching.kl_identity:
             kl = minimizer.integral(lambda x: np.where(q(x) == 0, 0.0, q(x) * (log_q(x) - np.log(np.abs(minimizer.p(x, alpha))))))
         solution = minimizer.solve(alpha, guess=1.0)
         x = problem.interior_points(200)
@@ -137,13 +138,12 @@ def magic_c(problem: Problem, target: sp.Expr) -> MagicC:
             raise RenormError(f"--q is not normalized: its integral over the support is {total:.10g} at alpha={alpha:g}; "
                               "a minimizer of the loss is a normalized density, so only a normalized q has a magic kernel")
     sign = 1 if negative.any() else -1
-    if sign < 0 and problem.f_kind != "linear":
+    matching = matching_function(problem)
+    if sign < 0 and not matching.negative_multiplier:
         raise RenormError(
-            f"--q lies above p wherever they differ, so its kernel would need λ < 0; with f = {problem.f_kind} the loss then has no "
+            f"--q lies above p wherever they differ, so its kernel would need λ < 0; with f = {matching.kind} the loss then has no "
             "minimizer (a narrow spike of probability costs arbitrarily little), so no kernel makes q the minimizer")
-    c_squared = -sign * condition
-    if problem.f_kind == "log":
-        c_squared = sp.powsimp(sp.expand_log(c_squared, force=True))
+    c_squared = matching.simplify_kernel(-sign * condition)
     weight = 1 / (2 * c_squared)
     replaced = dataclasses.replace(problem, weight=weight)
     return MagicC(target, c_squared, weight, sign, replaced)

@@ -14,21 +14,18 @@ from ._budget import within
 from ._errors import NotNormalizableError, NoUniqueMinimizerError, RenormError
 from ._expand import expand, singular_points
 from ._frame import distance_frame
-from ._numeric import lambertw, numeric
+from ._matching import matching_function
+from ._numeric import numeric
 from ._quadrature import endpoint_map, integrate_support
 from ._spec import LIMITS, Problem
 
 __all__ = [
-    "LAMBDA", "ExactMinimizer", "Solution", "MatchedOrder",
+    "ExactMinimizer", "Solution", "MatchedOrder",
     "exact_minimizer", "solve", "matched_order", "bulk_points",
 ]
 
-#: The Lagrange multiplier's symbol in closed forms.
-LAMBDA = sp.Symbol("lambda", real=True)
-
 #: Bracket for the Lagrange multiplier's magnitude.
 _LOG_LAMBDA_RANGE = (math.log(1e-300), math.log(1e300))
-_BISECTIONS = 90
 #: A λ beyond which q_λ = max(p - λC², 0) is cut off everywhere float64 resolves (p at x = e^-600 is ~1e260).
 _DIVERGENT_LAMBDA = 1e100
 #: Relative deviations below this are float64 noise, not a measurement of δ.
@@ -48,28 +45,10 @@ def exact_minimizer(problem: Problem) -> sp.Expr | None:
       where :math:`p < 0` the minimizer mirrors :math:`|p|` and the phase contributes
       :math:`\pi^2 w` to the loss;
     - other :math:`f`: SymPy's ``solve`` of the condition for :math:`p > 0`, or ``None``.
-    """
-    p, c2, q = problem.density, problem.C_squared, problem.q
-    if problem.f_kind == "linear":
-        return sp.Max(p - LAMBDA * c2, 0)
-    if problem.f_kind == "log":
-        magnitude = p if p.is_positive else sp.Abs(p)
-        return magnitude * sp.exp(-sp.LambertW(LAMBDA * c2 * magnitude))
-    target, z = sp.Symbol("P", positive=True), sp.Symbol("Z", positive=True)
-    condition = (problem.f - problem.f.subs(q, target)) * sp.diff(problem.f, q) + z
-    def closed_form() -> sp.Expr | None:
-        try:
-            roots = sp.solve(condition, q)
-        except (NotImplementedError, ValueError):
-            return None
-        for root in roots:
-            # the minimizer is the root that reduces to q = p without a constraint
-            if sp.simplify(root.subs(z, 0) - target) == 0:
-                return root.subs({target: p, z: LAMBDA * c2})
-        return None
 
-    # where SymPy's solve takes too long, the condition is solved pointwise instead
-    return within(LIMITS.seconds / 10, closed_form, None)
+    Each is the :meth:`MatchingFunction.minimizer` of the problem's kind.
+    """
+    return matching_function(problem).minimizer()
 
 
 @dataclass(frozen=True)
@@ -99,7 +78,7 @@ class ExactMinimizer:
 
     Arguments:
         problem: The matching problem; any :math:`f` (closed forms for ``linear`` and ``log``,
-            vectorized bisection in :math:`\log q` otherwise).
+            vectorized bisection in :math:`\log q` otherwise: see :attr:`matching`).
     """
 
     def __init__(self, problem: Problem):
@@ -113,13 +92,8 @@ class ExactMinimizer:
         self.map = endpoint_map(problem.support_floats, problem.singular)
         self._log_abs = None
         self._inner = _at_zero(problem)
-        if problem.f_kind == "custom":
-            q = problem.q
-            slope = numeric(sp.diff(problem.f, q), (q,))(np.array(1.0))
-            sign = 1.0 if float(np.real(slope)) > 0 else -1.0
-            # the loss is unchanged by f -> -f, so an increasing f is enough
-            self._f = numeric(sign * problem.f, (q,))
-            self._fprime = numeric(sign * sp.diff(problem.f, q), (q,))
+        #: The matching function's pointwise pieces.
+        self.matching = matching_function(problem)
 
     # pointwise pieces -------------------------------------------------------------
     def p(self, x: np.ndarray, alpha: float) -> np.ndarray:
@@ -148,115 +122,26 @@ class ExactMinimizer:
                 out = np.where(overflow, np.real(wide), out)
         return out
 
-    def _log_q_large(self, p: np.ndarray, log_abs: np.ndarray, c2: np.ndarray, lam: float) -> np.ndarray:
-        r""":math:`\log q = \log|p| - W(\lambda C^2 |p|)` for λ > 0 and any size of :math:`\lambda C^2|p|`.
-
-        Beyond float64, :math:`W(e^L)` with :math:`L = \log(\lambda C^2) + \log|p|` solves
-        :math:`w + \log w = L` (Newton from :math:`L - \log L`, converged to rounding in 8 steps).
-        """
-        with np.errstate(all="ignore"):
-            z = lam * c2 * np.abs(p)
-            w = lambertw(z)
-            huge = ~np.isfinite(z)
-            if huge.any():
-                log_z = np.log(lam * c2) + log_abs
-                bounded = np.where(np.isfinite(log_z) & (log_z > 1.0), log_z, 1e300)
-                v = bounded - np.log(bounded)
-                for _ in range(8):
-                    v = v - (v + np.log(v) - bounded) / (1.0 + 1.0 / v)
-                # an infinite C² (a magic kernel where q << p) gives W = inf and q = 0
-                w = np.where(huge, np.where(np.isfinite(log_z), v, np.inf), w)
-        return log_abs - w
-
     def weight(self, x: np.ndarray, alpha: float) -> np.ndarray:
         return np.asarray(self._w(x, alpha), dtype=float)
 
-    def _real_target(self, p: np.ndarray) -> np.ndarray:
-        r""":math:`\mathrm{Re}\, f(p)` on the principal branch (custom :math:`f`)."""
-        with np.errstate(all="ignore"):
-            return np.real(np.asarray(self._f(p.astype(complex)), dtype=complex))
-
-    def _custom_q(self, p: np.ndarray, c2: np.ndarray, lam: float) -> np.ndarray:
-        if lam < 0:
-            raise RenormError("a custom f with λ < 0 (∫p < 1 where p > 0) is not supported; use f = linear or log")
-        target = self._real_target(p)
-        f, fprime = self._f, self._fprime
-        lo, hi = np.full(p.shape, -700.0), np.full(p.shape, 700.0)
-        with np.errstate(all="ignore"):
-            # q_F = f^{-1}(Re f(p)): the unconstrained optimum
-            for _ in range(_BISECTIONS):
-                mid = 0.5 * (lo + hi)
-                below = np.real(f(np.exp(mid))) < target
-                lo, hi = np.where(below, mid, lo), np.where(below, hi, mid)
-            reachable = np.real(f(np.exp(np.full(p.shape, -700.0)))) < target
-            q_target = np.where(reachable, np.exp(0.5 * (lo + hi)), 0.0)
-            if lam == 0:
-                return q_target
-            condition = lambda q: (np.real(f(q)) - target) * np.real(fprime(q)) + lam * c2
-            lo = np.log(np.maximum(q_target, 1e-300)) - 700.0
-            hi = np.log(np.maximum(q_target, 1e-300))
-            boundary = condition(np.exp(lo)) > 0
-            for _ in range(_BISECTIONS):
-                mid = 0.5 * (lo + hi)
-                negative = condition(np.exp(mid)) < 0
-                lo, hi = np.where(negative, mid, lo), np.where(negative, hi, mid)
-            return np.where(reachable & ~boundary, np.exp(0.5 * (lo + hi)), 0.0)
-
     def q(self, x: np.ndarray, alpha: float, lam: float) -> np.ndarray:
         r""":math:`q_\lambda(x|\alpha)`."""
-        p, c2 = self.p(x, alpha), self.C_squared(x, alpha)
-        kind = self.problem.f_kind
-        with np.errstate(all="ignore"):
-            if kind == "linear":
-                return np.maximum(p - lam * c2, 0.0) if lam != 0 else np.maximum(p, 0.0)
-            if kind == "log":
-                magnitude = np.abs(p)
-                if lam == 0:
-                    return magnitude
-                z = lam * c2 * magnitude
-                q = np.where(magnitude > 0, magnitude * np.exp(-lambertw(z)), 0.0)
-                if lam > 0 and not np.isfinite(z).all():
-                    # q = W(λC²|p|)/(λC²) stays finite where p overflows: take it through log|p|
-                    q = np.where(np.isfinite(z), q, np.exp(self._log_q_large(p, self.log_abs_p(x, alpha), c2, lam)))
-                return q
-        return self._custom_q(p, c2, lam)
+        return self.matching.q(self.p(x, alpha), self.C_squared(x, alpha), lam, lambda: self.log_abs_p(x, alpha))
 
     def deviation(self, x: np.ndarray, alpha: float, lam: float) -> np.ndarray:
         r""":math:`q_\lambda - p`, without cancellation where the closed form allows it."""
-        p = self.p(x, alpha)
-        if self.problem.f_kind == "log" and lam != 0:
-            with np.errstate(all="ignore"):
-                z = lam * self.C_squared(x, alpha) * np.abs(p)
-                return np.where(p > 0, p * np.expm1(-lambertw(z)), self.q(x, alpha, lam) - p)
-        if self.problem.f_kind == "linear":
-            c2 = self.C_squared(x, alpha)
-            return np.where(p > lam * c2, -lam * c2, -p)
-        return self.q(x, alpha, lam) - p
+        return self.matching.deviation(self.p(x, alpha), self.C_squared(x, alpha), lam, lambda: self.log_abs_p(x, alpha))
 
     def log_q(self, x: np.ndarray, alpha: float, lam: float) -> np.ndarray:
         r""":math:`\log q_\lambda`, exact where :math:`q_\lambda` itself underflows (``log``: :math:`\log|p| - W`)."""
-        if self.problem.f_kind == "log" and lam != 0:
-            p, c2 = self.p(x, alpha), self.C_squared(x, alpha)
-            log_abs = self.log_abs_p(x, alpha)
-            if lam > 0:
-                return self._log_q_large(p, log_abs, c2, lam)
-            with np.errstate(all="ignore"):
-                return log_abs - lambertw(lam * c2 * np.abs(p))
-        with np.errstate(all="ignore"):
-            return np.log(self.q(x, alpha, lam))
+        return self.matching.log_q(self.p(x, alpha), self.C_squared(x, alpha), lam, lambda: self.log_abs_p(x, alpha))
 
     def loss_density(self, x: np.ndarray, alpha: float, log_q: np.ndarray) -> np.ndarray:
         r""":math:`w\,|f(q) - f(p)|^2` from :math:`\log q`, with the principal-branch :math:`f(p)` where :math:`p < 0`."""
         p, w = self.p(x, alpha), self.weight(x, alpha)
-        kind = self.problem.f_kind
         with np.errstate(all="ignore"):
-            if kind == "linear":
-                squared = (np.exp(log_q) - p) ** 2
-            elif kind == "log":
-                real = np.where(np.isneginf(log_q) & (p == 0), 0.0, log_q - self.log_abs_p(x, alpha))
-                squared = real**2 + np.where(p < 0, np.pi**2, 0.0)
-            else:
-                squared = np.abs(np.real(self._f(np.exp(log_q))) - self._f(p.astype(complex))) ** 2
+            squared = self.matching.squared_residual(p, log_q, lambda: self.log_abs_p(x, alpha))
             # a zero weight, or an infinite one where q = p (a magic kernel), contributes nothing
             return np.where((squared == 0) | (w == 0), 0.0, w * squared)
 
@@ -298,15 +183,16 @@ class ExactMinimizer:
         return self.integral(lambda x: self.loss_density(x, alpha, fn(x)), self.breakpoints(alpha), rtol=rtol)
 
     def _negative_tail(self, alpha: float) -> bool:
-        r"""Whether p < 0 on an unbounded tail with w > 0 (``log``): the phase iπ of log p then costs
-        π²w per unit length forever, so every loss is infinite.
+        r"""Whether p < 0 on an unbounded tail with w > 0 where f(p) has a constant phase there (``log``:
+        iπ, see :attr:`MatchingFunction.constant_phase`): it then costs π²w per unit length forever,
+        so every loss is infinite.
 
         The sign is read where p is last resolved: beyond that p underflows to 0 and float64 would
         see no phase at all (measured: the loss of e^-τ(1 + α(1 - τ)) on (0, ∞) came out 3.6e3, the
         length of the negative tail until e^-τ underflows, instead of ∞).
         """
         a, b = self.problem.support_floats
-        if self.problem.f_kind != "log" or not (math.isinf(a) or math.isinf(b)):
+        if not self.matching.constant_phase or not (math.isinf(a) or math.isinf(b)):
             return False
         u = np.linspace(self.map.lo, self.map.hi, 4001)
         x = self.map.x(u)
@@ -379,18 +265,15 @@ class ExactMinimizer:
             lam = 0.0
         elif at_zero > 1.0:
             lam = self._bracket(lambda t: total(math.exp(t)) - 1.0, guess, decreasing=True, alpha=alpha)
-        elif self.problem.f_kind == "log":
-            raise NotNormalizableError(
-                f"no minimizer at α = {alpha:g}: ∫|p| = {at_zero:.6g} < 1, and with f = log the missing probability can be added as an "
-                "ever narrower spike at ever smaller cost (w log²(q/p) grows more slowly than the spike's height), so the loss has no "
-                "minimum among normalized q; the stationary point with λ < 0 is not one (w log²(q/p) + λq is unbounded below)")
+        elif not self.matching.negative_multiplier:
+            raise NotNormalizableError(self.matching.no_negative_multiplier(alpha, at_zero))
         else:
-            lam = -self._bracket(lambda t: total(-math.exp(t)) - 1.0, None, decreasing=False, alpha=alpha, upper=self._negative_limit(alpha))
+            lam = -self._bracket(lambda t: total(-math.exp(t)) - 1.0, None, decreasing=False, alpha=alpha)
         normalization = total(lam)
         if not abs(normalization - 1.0) <= 1e-8 and abs(lam) > _DIVERGENT_LAMBDA:
             # ∫q_λ jumps over 1: from divergent straight to nothing, once λ cuts q_λ off everywhere float64 resolves
             raise NotNormalizableError(
-                f"no normalized minimizer at α = {alpha:g}: with f = {self.problem.f_kind} and this C, ∫q_λ diverges for every λ "
+                f"no normalized minimizer at α = {alpha:g}: with f = {self.matching.kind} and this C, ∫q_λ diverges for every λ "
                 "(p is not integrable where q_λ follows it), so the loss pushes all probability into the singularity of p and q* = 0 at every interior x")
         if not abs(normalization - 1.0) <= 1e-8:
             # from unresolved to below 1 at a moderate λ: the tail, not the target, is the problem
@@ -400,14 +283,8 @@ class ExactMinimizer:
                 "near the endpoint lies beyond x - a = e^-600 (p ~ 1/(x log²x), for one, holds 1/600 of its integral there)")
         return Solution(alpha, lam, normalization, self.loss(alpha, lam=lam), self)
 
-    def _negative_limit(self, alpha: float) -> float:
-        r"""Largest :math:`\log|\lambda|` for λ < 0 (``linear``: any; a custom f is not supported there)."""
-        if self.problem.f_kind != "linear":
-            raise NotNormalizableError(f"∫q_0 < 1 needs λ < 0, which a custom f does not support (α = {alpha:g})")
-        return _LOG_LAMBDA_RANGE[1]
-
-    def _bracket(self, g: Callable[[float], float], guess: float | None, decreasing: bool, alpha: float, upper: float | None = None) -> float:
-        lo_t, hi_t = _LOG_LAMBDA_RANGE[0], upper if upper is not None else _LOG_LAMBDA_RANGE[1]
+    def _bracket(self, g: Callable[[float], float], guess: float | None, decreasing: bool, alpha: float) -> float:
+        lo_t, hi_t = _LOG_LAMBDA_RANGE
         start = min(max(math.log(guess) if guess and guess > 0 else 0.0, lo_t), hi_t)
         clipped = lambda t: min(g(t), 1e6)
         value = clipped(start)
@@ -421,7 +298,7 @@ class ExactMinimizer:
             if not lo_t <= t <= hi_t:
                 t = min(max(t, lo_t), hi_t)
                 if (clipped(t) > 0) == (value > 0):
-                    kind = self.problem.f_kind
+                    kind = self.matching.kind
                     if decreasing and value > 0:
                         raise NotNormalizableError(
                             f"no normalized minimizer at α = {alpha:g}: with f = {kind} and this C, ∫q_λ stays above 1 (or diverges) for every λ up to 1e300, "
