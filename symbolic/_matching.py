@@ -91,6 +91,12 @@ class MatchingFunction:
     #: The sentence on where the closed form :meth:`minimizer` holds (generated ``q_exact``).
     validity: ClassVar[str]
 
+    @staticmethod
+    def expression(q: sp.Symbol) -> sp.Expr | None:
+        r""":math:`f(q)` of a named kind (a spec may write ``f = "<kind>"`` or this expression), or
+        ``None`` for a kind that takes the spec's own expression."""
+        return None
+
     def __init__(self, problem: Problem):
         self.problem = problem
 
@@ -155,6 +161,10 @@ class Linear(MatchingFunction):
     negative_multiplier = True
     validity = "q = max(p - λC², 0)."
 
+    @staticmethod
+    def expression(q: sp.Symbol) -> sp.Expr:
+        return q
+
     @property
     def formula(self) -> str:
         return "q"
@@ -191,6 +201,10 @@ class Log(MatchingFunction):
     constant_phase = True
     kl_identity = True
     validity = "q = |p| exp(-W(λC²|p|)), W the principal branch of Lambert W (NaN where λC²|p| < -1/e)."
+
+    @staticmethod
+    def expression(q: sp.Symbol) -> sp.Expr:
+        return sp.log(q)
 
     @property
     def formula(self) -> str:

@@ -407,15 +407,18 @@ def _check_free(expr: sp.Expr, allowed: set[sp.Symbol], where: str) -> None:
 
 
 def _matching_function(f: Any, q: sp.Symbol) -> tuple[sp.Expr, str]:
-    if isinstance(f, str) and f.strip() in ("linear", "log"):
-        kind = f.strip()
-        return (q if kind == "linear" else sp.log(q)), kind
+    r"""The spec's ``f`` and its kind: a named kind of :data:`~renorm.symbolic.MATCHING` (by name or
+    by its expression), else ``custom`` for a strictly monotone expression in ``q``."""
+    from ._matching import MATCHING  # it imports this module for Problem
+
+    named = {kind: cls.expression(q) for kind, cls in MATCHING.items() if cls.expression(q) is not None}
+    if isinstance(f, str) and f.strip() in named:
+        return named[f.strip()], f.strip()
     expr = _as_expr(f, {"q": q}, "matching.f")
     _check_free(expr, {q}, "matching.f")
-    if expr == q:
-        return expr, "linear"
-    if expr == sp.log(q):
-        return expr, "log"
+    for kind, form in named.items():
+        if expr == form:
+            return expr, kind
     derivative = sp.lambdify(q, sp.diff(expr, q), "numpy")
     grid = np.logspace(-12, 12, 97)
     with np.errstate(all="ignore"):
@@ -687,7 +690,9 @@ def to_toml(problem: Problem) -> str:
         SpecError: If the text does not read back to the same problem (its hash differs), e.g.
             because it uses a function a TOML spec may not call.
     """
-    f = problem.f_kind if problem.f_kind != "custom" else sp.sstr(problem.f)
+    from ._matching import matching_function  # it imports this module for Problem
+
+    f = matching_function(problem).spec
     lines = [
         "# The problem of a renorm-flows run, stored as data (constants substituted).",
         f"name = {_toml_string(problem.name)}",
