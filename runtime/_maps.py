@@ -3,7 +3,6 @@ r"""Bijections from a support to the real line, registered by name."""
 from __future__ import annotations
 
 import math
-from typing import Callable
 
 import torch
 from torch import Tensor
@@ -143,12 +142,14 @@ def register_map(cls: type[SupportMap]) -> type[SupportMap]:
 
 
 def default_map(support: tuple[float, float], singular: str) -> SupportMap:
-    r"""The map for a support and singular endpoint: double-log at a singular end, log on a
+    r"""The map for a support and singular endpoint, by name from :data:`MAPS` (so a map registered
+    under one of these names replaces the default): double-log at a singular end, log on a
     half-line, logit on a regular finite interval."""
     a, b = support
     if math.isinf(b):
-        return LogLower(a, b)
-    if math.isinf(a):
-        return LogUpper(a, b)
-    choice: dict[str, Callable[[float, float], SupportMap]] = {"lower": DoubleLogLower, "upper": DoubleLogUpper, "none": Logit}
-    return choice[singular](a, b)
+        name = "log_lower"
+    elif math.isinf(a):
+        name = "log_upper"
+    else:
+        name = {"lower": "double_log_lower", "upper": "double_log_upper", "none": "logit"}[singular]
+    return MAPS[name](a, b)

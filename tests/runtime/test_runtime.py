@@ -360,3 +360,15 @@ def test_spec_train_table_holds_every_training_setting(tmp_path, capsys):
     spec.write_text(ANGULARITY.read_text().replace("[train]", "[train]\ncolour = 3"))
     assert main(["train", str(spec), "--out", str(tmp_path / "b")]) == 2
     assert "spec.toml: train: unknown setting 'colour'" in capsys.readouterr().err
+
+
+def test_default_map_takes_its_maps_from_the_registry(monkeypatch):
+    from renorm.runtime import MAPS, default_map
+    from renorm.runtime._maps import Logit
+
+    class Wider(Logit):
+        name = "logit"
+
+    monkeypatch.setitem(MAPS, "logit", Wider)
+    assert type(default_map((0.0, 1.0), "none")) is Wider
+    assert default_map((0.0, 1.0), "lower").name == "double_log_lower" and default_map((0.0, math.inf), "none").name == "log_lower"
