@@ -8,7 +8,7 @@ from typing import Iterable
 
 from ._errors import CodegenError
 
-__all__ = ["check_module", "FUNCTION_NAMES", "CONSTANT_NAMES"]
+__all__: list[str] = []
 
 #: The functions a generated module defines (``q_exact`` may be ``None`` instead).
 FUNCTION_NAMES = frozenset({"_full", "_broadcast", "p", "log_p", "p_coefficients", "weight", "q_exact", "loss_density"})

@@ -11,7 +11,7 @@ from renorm.symbolic import OneLineParser, RenormError, load_spec, one_line, wri
 
 from ._generate import generate
 
-__all__ = ["main"]
+__all__: list[str] = []
 
 PROG = "renorm-codegen"
 

@@ -15,7 +15,7 @@ from renorm.symbolic import SPECIAL_FUNCTIONS
 
 from ._errors import CodegenError
 
-__all__ = ["Lowering", "lowerings", "lowering", "Guard", "TorchPrinter", "fingerprint"]
+__all__ = ["TorchPrinter"]
 
 #: Generated modules import :mod:`renorm.runtime.special` under this name.
 _SPECIAL_MODULE = "renorm.runtime.special"

@@ -16,8 +16,8 @@ _EXPORTS = {
     "ConditionalFlow": "._flow",
     "MAPS": "._maps", "SupportMap": "._maps", "default_map": "._maps", "register_map": "._maps",
     "plot_report": "._plot",
-    "Run": "._train", "TrainConfig": "._config", "TrainingStatus": "._config", "load_run": "._train", "train": "._train",
-    "CertificateRow": "._verify", "VerifyReport": "._verify", "certificate": "._verify",
+    "Run": "._train", "Interrupted": "._checkpoint", "TrainConfig": "._config", "TrainingStatus": "._config", "load_run": "._train", "train": "._train",
+    "CertificateRow": "._verify", "VerifyReport": "._verify", "OrderDeviation": "._verify", "Check": "._verify", "LogDensity": "._verify", "certificate": "._verify",
     "exact_log_density": "._verify", "extract_coefficients": "._verify", "extractable_range": "._verify", "verify": "._verify",
 }
 

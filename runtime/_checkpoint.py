@@ -21,7 +21,7 @@ from renorm.symbolic import RenormError, one_line, write_atomic
 from ._flow import ConditionalFlow
 from ._maps import MAPS
 
-__all__ = ["FORMAT", "digest", "save_checkpoint", "read_checkpoint", "run_lock", "clean_orphans", "deferred_signals", "saving", "Interrupted"]
+__all__ = ["Interrupted"]
 
 #: Version of the checkpoint layout; 2 added the checksum, 3 trains a problem whose singular
 #: endpoint is not 0 in the distance to it (format 2 is still read for every other problem).

@@ -13,7 +13,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-__all__ = ["main"]
+__all__: list[str] = []
 
 #: The most samples ``renorm sample`` draws in one call (8 bytes each).
 _MAX_SAMPLES = 10**8

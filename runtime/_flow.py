@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from ._maps import MAPS, SupportMap
 
-__all__ = ["ConditionalFlow", "parameter_count"]
+__all__ = ["ConditionalFlow"]
 
 
 class ConditionalFlow(nn.Module):

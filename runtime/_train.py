@@ -27,8 +27,7 @@ from ._config import TrainConfig, TrainingStatus
 from ._flow import ConditionalFlow
 from ._maps import MAPS, default_map
 
-__all__ = ["Objective", "train", "load_run", "Run", "CHECKPOINT", "SPEC_COPY", "RESUMABLE",
-           "resumed_config", "stored_run", "Interrupted"]
+__all__ = ["train", "load_run", "Run"]
 
 CHECKPOINT = "checkpoint.pt"
 

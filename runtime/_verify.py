@@ -19,10 +19,7 @@ from renorm.symbolic import (
     ExactMinimizer, Frame, NotNormalizableError, Problem, RenormError, distance_frame, expand, integrate, json_safe, numeric,
 )
 
-__all__ = [
-    "LogDensity", "CertificateRow", "OrderDeviation", "VerifyReport",
-    "chebyshev_nodes", "exact_log_density", "certificate", "extract_coefficients", "extractable_range", "verify",
-]
+__all__ = ["LogDensity", "CertificateRow", "OrderDeviation", "Check", "VerifyReport", "exact_log_density", "certificate", "extract_coefficients", "extractable_range", "verify"]
 
 #: ``log_density(x, alpha)``: :math:`\log q(x|\alpha)` at interior points, any array shape.
 LogDensity = Callable[[np.ndarray, float], np.ndarray]

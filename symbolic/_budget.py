@@ -8,7 +8,7 @@ import threading
 import time
 from typing import Callable, Iterator, TypeVar
 
-__all__ = ["OverBudget", "budget", "within"]
+__all__ = ["OverBudget", "budget"]
 
 T = TypeVar("T")
 

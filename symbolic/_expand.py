@@ -16,7 +16,7 @@ from ._numeric import numeric
 from ._quadrature import endpoint_map, integrate, integrate_support
 from ._spec import LIMITS, Problem
 
-__all__ = ["Coefficient", "expand", "coefficients", "singular_points"]
+__all__ = ["Coefficient", "expand", "coefficients"]
 
 
 @dataclass(frozen=True)

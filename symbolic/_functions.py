@@ -14,7 +14,7 @@ import sympy as sp
 
 from ._errors import RenormError, SpecError
 
-__all__ = ["SpecialFunction", "SPECIAL_FUNCTIONS", "register_function", "unregister_function", "lambertw"]
+__all__ = ["SpecialFunction", "SPECIAL_FUNCTIONS", "register_function", "unregister_function"]
 
 #: A torch target: a dotted path such as ``torch.special.erf`` or ``special.lambertw``.
 _DOTTED = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")

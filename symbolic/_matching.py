@@ -12,7 +12,8 @@ import sympy as sp
 
 from ._budget import within
 from ._errors import RenormError
-from ._numeric import lambertw, numeric
+from ._functions import lambertw
+from ._numeric import numeric
 from ._spec import LIMITS, Problem
 
 __all__ = ["LAMBDA", "LossKernel", "MatchingFunction", "MATCHING", "matching_function"]

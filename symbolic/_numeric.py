@@ -8,10 +8,9 @@ import numpy as np
 import sympy as sp
 
 from ._errors import RenormError
-from ._functions import SPECIAL_FUNCTIONS, lambertw
+from ._functions import SPECIAL_FUNCTIONS
 
-# lambertw (the table's NumPy Lambert W) is imported from here by the exact solutions
-__all__ = ["numeric", "lambertw"]
+__all__ = ["numeric"]
 
 
 def _namespace() -> list[Any]:

@@ -8,7 +8,7 @@ from typing import Callable
 
 import numpy as np
 
-__all__ = ["integrate", "integrate_support", "Quadrature", "EndpointMap", "endpoint_map"]
+__all__ = ["integrate", "EndpointMap", "endpoint_map"]
 
 # Kronrod 15-point nodes on [0, 1] half (symmetric), with the 7-point Gauss rule nested in
 # the odd-indexed ones; the pair gives a free error estimate per panel.

@@ -21,7 +21,7 @@ import sympy as sp
 from ._errors import SpecError, one_line
 from ._functions import SPECIAL_FUNCTIONS
 
-__all__ = ["Problem", "make_problem", "load_spec", "to_toml", "parse_expression", "CONSTANTS", "LIMITS", "Limits"]
+__all__ = ["Problem", "make_problem", "load_spec", "to_toml", "parse_expression", "LIMITS", "Limits"]
 
 @dataclass(frozen=True)
 class Limits:

@@ -95,3 +95,19 @@ def test_symbolic_commands_load_no_torch(command):
 def test_generated_kernels_load_only_the_special_functions_leaf():
     loaded = _loaded("from renorm.runtime import special")
     assert loaded["torch"] and not loaded["zuko"] and not loaded["matplotlib"] and not loaded["renorm.runtime._train"], loaded
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_private_modules_offer_only_what_their_package_exports(package):
+    import importlib
+    import pkgutil
+
+    surface = importlib.import_module(f"renorm.{package}")
+    for info in pkgutil.iter_modules(surface.__path__):
+        if not info.name.startswith("_"):
+            continue  # a public module (renorm.runtime.special) is its own surface
+        module = importlib.import_module(f"renorm.{package}.{info.name}")
+        extra = set(getattr(module, "__all__", [])) - set(surface.__all__)
+        assert not extra, f"renorm.{package}.{info.name}.__all__ lists {sorted(extra)}, which renorm.{package} does not export"
+    for name in surface.__all__:
+        assert getattr(surface, name) is not None, name
