@@ -792,57 +792,18 @@ def verify(
     exact = _Exact.of(problem)
     coefficients = _Coefficients.of(problem)
     use_exact = exact.available(list(fit_alphas) + checks + _certificate_alphas(problem))
-    notes: list[str] = []
-
-    if use_exact:
-        rows = [_certificate_row(exact, log_density, alpha) for alpha in checks]
-        normalization = [row.normalization for row in rows]
-        minimum = min(row.minimum_density for row in rows)
-        bulk = _union_bulk(exact, None, _certificate_alphas(problem))
-        source = "exact minimizer"
-    else:
-        # q* where it exists: one coupling without a minimizer does not void the others
-        where = [a for a in checks if exact.at(a) is not None]
-        rows = [_certificate_row(exact, log_density, alpha) for alpha in where]
-        missing = [a for a in checks if a not in where]
-        if where:
-            notes.append(f"the exact minimizer exists at α = {', '.join(f'{a:g}' for a in where)} (certificate there) "
-                         f"but not at α = {', '.join(f'{a:g}' for a in missing)}")
-        flow = lambda a: (lambda x: _q(log_density, x, a))
-        bulk = _union_bulk(exact, flow, _certificate_alphas(problem))
-        normalization = [_normalization(exact, log_density, a) for a in checks]
-        minimum = min(_minimum_density(exact, log_density, a, _bulk(exact.minimizer, flow(a))) for a in checks)
-        source = "flow bulk (no exact minimizer)"
-        certificate = "a certificate only where it exists" if rows else "no certificate"
-        notes.append(f"no exact minimizer over the whole range ({exact.reason}): {certificate}, and the coefficients are compared "
-                     "on the flow's own bulk, where the fit's bias cannot be estimated")
+    found = _at_couplings(exact, log_density, checks, use_exact)
+    notes = list(found.notes)
 
     orders = []
     for n in range(problem.order + 1):
-        x_range = _range(exact, coefficients, bulk, [n], threshold, fit_alphas, use_exact, degree)
+        x_range = _range(exact, coefficients, found.bulk, [n], threshold, fit_alphas, use_exact, degree)
         orders.append(_order_deviation(problem, exact, coefficients, log_density, n, x_range, degree, fit_alphas, points))
     leading = coefficients.leading if coefficients.leading is not None else 0
-    x_range = orders[leading].x_range
 
-    report = []
-    for o in orders:
-        name = f"q^{o.n} vs p^{o.n}"
-        if not o.extractable:
-            report.append(Check(name, False, False, "not run: not extractable over the coupling range"))
-            continue
-        finite = math.isfinite(o.median_relative_deviation) and math.isfinite(o.max_relative_deviation)
-        report.append(Check(name, True, finite and o.median_relative_deviation <= tolerance,
-                            f"median {o.median_relative_deviation:.3e} (tolerance {tolerance:g}) on {frame.label} in [{o.x_range[0]:.4g}, {o.x_range[1]:.4g}]"))
-    values = ", ".join(f"{v:.10f}" for v in normalization)
-    report.append(Check("normalization", True, all(abs(v - 1.0) <= normalization_tolerance for v in normalization),
-                        f"int q dx = {values} (tolerance {normalization_tolerance:g})"))
-    report.append(Check("positivity", True, bool(minimum > 0), f"minimum density on the bulk {minimum:.3e}"))
-    if rows:
-        # losses may diverge (inf); nothing may be NaN
-        values = [(f.name, float(getattr(row, f.name))) for row in rows for f in fields(row) if f.name != "bulk"]
-        bad = [name for name, v in values if math.isnan(v) or (math.isinf(v) and "loss" not in name)]
-        report.append(Check("certificate finite", True, not bad,
-                            f"{bad[0]} is not finite" if bad else "TV, relative errors, losses and normalization against q* at every coupling"))
+    report = [_order_check(o, tolerance, frame.label) for o in orders]
+    report += _density_checks(found, normalization_tolerance)
+    rows = found.rows
     diverging = [row.alpha for row in rows if math.isinf(row.loss) and math.isfinite(row.optimal_loss)]
     if diverging:
         notes.append(f"L[q] diverges at α = {', '.join(f'{a:g}' for a in diverging)} while L[q*] is finite: the flow's far tail "
@@ -862,8 +823,73 @@ def verify(
         notes.append("no order was compared with p^n: nothing perturbative was verified, so verification fails")
     passed = bool(compared) and all(c.passed for c in report if c.ran)
     return VerifyReport(
-        orders=orders, certificate=rows, alphas=checks, normalization=[float(v) for v in normalization],
-        minimum_density=float(minimum), x_range=x_range, x_range_source=source, tolerance=float(tolerance),
+        orders=orders, certificate=rows, alphas=checks, normalization=[float(v) for v in found.normalization],
+        minimum_density=float(found.minimum), x_range=orders[leading].x_range, x_range_source=found.source, tolerance=float(tolerance),
         threshold=threshold, normalization_tolerance=float(normalization_tolerance), passed=passed, checks=report, notes=notes,
         variable=frame.label,
     )
+
+
+@dataclass(frozen=True)
+class _Found:
+    r"""What :func:`verify` measures at the couplings of its checks, before the orders."""
+
+    rows: list[CertificateRow]
+    normalization: list[float]
+    minimum: float
+    bulk: tuple[float, float]
+    source: str
+    notes: list[str]
+
+
+def _at_couplings(exact: _Exact, log_density: LogDensity, checks: list[float], use_exact: bool) -> _Found:
+    r"""The certificate, normalization and minimum density at each coupling of ``checks``, and the bulk
+    the orders are compared on: :math:`q^*`'s where it exists over the whole range, else the flow's
+    (with the certificate where :math:`q^*` exists: one coupling without it does not void the others)."""
+    problem = exact.problem
+    if use_exact:
+        rows = [_certificate_row(exact, log_density, alpha) for alpha in checks]
+        return _Found(rows, [row.normalization for row in rows], min(row.minimum_density for row in rows),
+                      _union_bulk(exact, None, _certificate_alphas(problem)), "exact minimizer", [])
+    notes = []
+    where = [a for a in checks if exact.at(a) is not None]
+    rows = [_certificate_row(exact, log_density, alpha) for alpha in where]
+    missing = [a for a in checks if a not in where]
+    if where:
+        notes.append(f"the exact minimizer exists at α = {', '.join(f'{a:g}' for a in where)} (certificate there) "
+                     f"but not at α = {', '.join(f'{a:g}' for a in missing)}")
+    flow = lambda a: (lambda x: _q(log_density, x, a))
+    bulk = _union_bulk(exact, flow, _certificate_alphas(problem))
+    normalization = [_normalization(exact, log_density, a) for a in checks]
+    minimum = min(_minimum_density(exact, log_density, a, _bulk(exact.minimizer, flow(a))) for a in checks)
+    certificate = "a certificate only where it exists" if rows else "no certificate"
+    notes.append(f"no exact minimizer over the whole range ({exact.reason}): {certificate}, and the coefficients are compared "
+                 "on the flow's own bulk, where the fit's bias cannot be estimated")
+    return _Found(rows, normalization, minimum, bulk, "flow bulk (no exact minimizer)", notes)
+
+
+def _order_check(order: OrderDeviation, tolerance: float, variable: str) -> Check:
+    r"""The comparison of one order with :math:`p^n`, or why it did not run."""
+    name = f"q^{order.n} vs p^{order.n}"
+    if not order.extractable:
+        return Check(name, False, False, "not run: not extractable over the coupling range")
+    finite = math.isfinite(order.median_relative_deviation) and math.isfinite(order.max_relative_deviation)
+    return Check(name, True, finite and order.median_relative_deviation <= tolerance,
+                 f"median {order.median_relative_deviation:.3e} (tolerance {tolerance:g}) on {variable} in [{order.x_range[0]:.4g}, {order.x_range[1]:.4g}]")
+
+
+def _density_checks(found: _Found, normalization_tolerance: float) -> list[Check]:
+    r"""Normalization and positivity at every coupling, and (where :math:`q^*` exists) a certificate with no NaN in it."""
+    values = ", ".join(f"{v:.10f}" for v in found.normalization)
+    report = [
+        Check("normalization", True, all(abs(v - 1.0) <= normalization_tolerance for v in found.normalization),
+              f"int q dx = {values} (tolerance {normalization_tolerance:g})"),
+        Check("positivity", True, bool(found.minimum > 0), f"minimum density on the bulk {found.minimum:.3e}"),
+    ]
+    if found.rows:
+        # losses may diverge (inf); nothing may be NaN
+        values = [(f.name, float(getattr(row, f.name))) for row in found.rows for f in fields(row) if f.name != "bulk"]
+        bad = [name for name, v in values if math.isnan(v) or (math.isinf(v) and "loss" not in name)]
+        report.append(Check("certificate finite", True, not bad,
+                            f"{bad[0]} is not finite" if bad else "TV, relative errors, losses and normalization against q* at every coupling"))
+    return report
