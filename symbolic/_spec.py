@@ -470,42 +470,11 @@ def make_problem(
     """
     if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise SpecError(f"name: {_short(name)} is not a usable name: 1 to 64 ASCII letters, digits, '_', '.' or '-', starting with a letter or digit")
-    x_name = x.name if isinstance(x, sp.Symbol) else x
-    a_name = coupling.name if isinstance(coupling, sp.Symbol) else coupling
-    for field_name, value in (("target.x", x_name), ("target.alpha", a_name)):
-        if not _identifier(value) or value in SPECIAL_FUNCTIONS or value in CONSTANTS:
-            raise SpecError(f"{field_name}: {_short(value)} is not a usable symbol name (an ASCII identifier not starting with '_', not a function or constant name)")
-    if x_name == a_name:
-        raise SpecError(f"target.alpha: the coupling and the variable are both called {x_name!r}")
-
-    values: dict[str, sp.Expr] = {}
-    for key, text in (constants or {}).items():
-        if not _identifier(key) or key in (x_name, a_name) or key in SPECIAL_FUNCTIONS or key in CONSTANTS:
-            raise SpecError(f"constants: {_short(key)} is not a usable constant name (an ASCII identifier not starting with '_', not a function, constant or variable name)")
-        value = _as_expr(text, values, f"constants.{key}")
-        if value.free_symbols:
-            raise SpecError(f"constants.{key}: {_short(sp.sstr(value))} is not a number")
-        values[str(key)] = value
-
-    if not (isinstance(support, (list, tuple)) and len(support) == 2):
-        raise SpecError(f"target.support: expected two endpoints like [\"0\", \"1/2\"], got {_short(support)}")
-    ends = tuple(_as_expr(e, values, f"target.support[{i}]", infinite=True) for i, e in enumerate(support))
-    if any(e.free_symbols for e in ends) or not all(e.is_extended_real for e in ends):
-        raise SpecError(f"target.support: endpoints must be real numbers, got {_short(support)}")
+    x_name, a_name = _variable_names(x, coupling)
+    values = _constants(constants or {}, x_name, a_name)
+    ends = _support(support, values)
     lower, upper = float(ends[0]), float(ends[1])
-    if not lower < upper:
-        raise SpecError(f"target.support: empty or reversed support [{sp.sstr(ends[0])}, {sp.sstr(ends[1])}]")
-    if math.isinf(lower) and math.isinf(upper):
-        raise SpecError("target.support: a support infinite at both ends is not supported yet; shift it to a half-line")
-
-    if singular not in _SINGULAR:
-        raise SpecError(f"target.singular: expected one of {', '.join(_SINGULAR)}, got {_short(singular)}")
-    if (singular == "lower" and math.isinf(lower)) or (singular == "upper" and math.isinf(upper)):
-        raise SpecError(f"target.singular: the {singular} endpoint is infinite; δ and plus distributions need a finite endpoint")
-    if isinstance(order, bool) or not isinstance(order, int) or order < 0:
-        raise SpecError(f"target.order: expected an integer N >= 0, got {_short(order)}")
-    if order > LIMITS.order:
-        raise SpecError(f"target.order: {order} exceeds the limit {LIMITS.order}")
+    _check_shape(singular, order, lower, upper)
 
     xs = _symbol_for(x_name, positive=lower >= 0)
     alpha = sp.Symbol(a_name, positive=True)
@@ -522,36 +491,99 @@ def make_problem(
     if alpha not in p.free_symbols:
         raise SpecError(f"target.density: {_short(sp.sstr(p))} does not depend on the coupling {a_name!r}")
     f_expr, f_kind = _matching_function(f, Problem.q)
+    w = _weight(C, weight, physics_expr)
+    problem = Problem(
+        name=name, x=xs, coupling=alpha, support=ends, singular=singular, order=order,
+        density=p, f=f_expr, f_kind=f_kind, weight=w, coupling_range=_coupling_range(coupling_range),
+        constants=values, source=source, training=_training(training or {}),
+    )
+    _check_weight(problem)
+    return problem
 
+
+def _variable_names(x: Any, coupling: Any) -> tuple[str, str]:
+    r"""The names of the observable and the coupling, refused if unusable or equal."""
+    x_name = x.name if isinstance(x, sp.Symbol) else x
+    a_name = coupling.name if isinstance(coupling, sp.Symbol) else coupling
+    for field_name, value in (("target.x", x_name), ("target.alpha", a_name)):
+        if not _identifier(value) or value in SPECIAL_FUNCTIONS or value in CONSTANTS:
+            raise SpecError(f"{field_name}: {_short(value)} is not a usable symbol name (an ASCII identifier not starting with '_', not a function or constant name)")
+    if x_name == a_name:
+        raise SpecError(f"target.alpha: the coupling and the variable are both called {x_name!r}")
+    return x_name, a_name
+
+
+def _constants(constants: Mapping[str, Any], x_name: str, a_name: str) -> dict[str, sp.Expr]:
+    r"""The spec's named constants as SymPy numbers, each of which may refer to earlier ones."""
+    values: dict[str, sp.Expr] = {}
+    for key, text in constants.items():
+        if not _identifier(key) or key in (x_name, a_name) or key in SPECIAL_FUNCTIONS or key in CONSTANTS:
+            raise SpecError(f"constants: {_short(key)} is not a usable constant name (an ASCII identifier not starting with '_', not a function, constant or variable name)")
+        value = _as_expr(text, values, f"constants.{key}")
+        if value.free_symbols:
+            raise SpecError(f"constants.{key}: {_short(sp.sstr(value))} is not a number")
+        values[str(key)] = value
+    return values
+
+
+def _support(support: Any, values: Mapping[str, sp.Expr]) -> tuple[sp.Expr, sp.Expr]:
+    r"""The support's endpoints: real, increasing, finite at one end at least."""
+    if not (isinstance(support, (list, tuple)) and len(support) == 2):
+        raise SpecError(f"target.support: expected two endpoints like [\"0\", \"1/2\"], got {_short(support)}")
+    ends = tuple(_as_expr(e, values, f"target.support[{i}]", infinite=True) for i, e in enumerate(support))
+    if any(e.free_symbols for e in ends) or not all(e.is_extended_real for e in ends):
+        raise SpecError(f"target.support: endpoints must be real numbers, got {_short(support)}")
+    lower, upper = float(ends[0]), float(ends[1])
+    if not lower < upper:
+        raise SpecError(f"target.support: empty or reversed support [{sp.sstr(ends[0])}, {sp.sstr(ends[1])}]")
+    if math.isinf(lower) and math.isinf(upper):
+        raise SpecError("target.support: a support infinite at both ends is not supported yet; shift it to a half-line")
+    return ends[0], ends[1]
+
+
+def _check_shape(singular: Any, order: Any, lower: float, upper: float) -> None:
+    r"""Refuses a singular endpoint that does not exist or is infinite, and an order outside 0 … the limit."""
+    if singular not in _SINGULAR:
+        raise SpecError(f"target.singular: expected one of {', '.join(_SINGULAR)}, got {_short(singular)}")
+    if (singular == "lower" and math.isinf(lower)) or (singular == "upper" and math.isinf(upper)):
+        raise SpecError(f"target.singular: the {singular} endpoint is infinite; δ and plus distributions need a finite endpoint")
+    if isinstance(order, bool) or not isinstance(order, int) or order < 0:
+        raise SpecError(f"target.order: expected an integer N >= 0, got {_short(order)}")
+    if order > LIMITS.order:
+        raise SpecError(f"target.order: {order} exceeds the limit {LIMITS.order}")
+
+
+def _weight(C: Any, weight: Any, physics_expr: Any) -> sp.Expr:
+    r""":math:`w = 1/(2C^2)`, from ``weight`` or from ``C`` (default 1), never both."""
     if C is not None and weight is not None:
         raise SpecError("matching: give either C or weight, not both")
     if weight is not None:
-        w = physics_expr(weight, "matching.weight")
-    else:
-        c = physics_expr(1 if C is None else C, "matching.C")
-        w = 1 / (2 * c**2)
-        if w.has(sp.zoo, sp.nan):
-            raise SpecError(f"matching.C: C = {_short(sp.sstr(c))} vanishes identically, so the weight 1/(2C^2) is infinite everywhere")
+        return physics_expr(weight, "matching.weight")
+    c = physics_expr(1 if C is None else C, "matching.C")
+    w = 1 / (2 * c**2)
+    if w.has(sp.zoo, sp.nan):
+        raise SpecError(f"matching.C: C = {_short(sp.sstr(c))} vanishes identically, so the weight 1/(2C^2) is infinite everywhere")
+    return w
 
+
+def _coupling_range(coupling_range: Any) -> tuple[float, float]:
     try:
         lo_alpha, hi_alpha = (float(v) for v in coupling_range)
     except (TypeError, ValueError):
         raise SpecError(f"train.alpha_range: expected two numbers, got {_short(coupling_range)}") from None
     if not 0 < lo_alpha < hi_alpha or not math.isfinite(hi_alpha):
         raise SpecError(f"train.alpha_range: need 0 < alpha_min < alpha_max, got {_short(list(coupling_range))}")
+    return lo_alpha, hi_alpha
 
-    settings = dict(training or {})
+
+def _training(training: Mapping[str, Any]) -> dict[str, Any]:
+    r"""The ``[train]`` settings as plain values (the runtime checks their names and ranges)."""
+    settings = dict(training)
     for key, value in settings.items():
         plain = isinstance(value, (bool, int, float, str)) or (isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value))
         if not _identifier(key) or not plain or (isinstance(value, str) and len(value) > 64):
             raise SpecError(f"train.{one_line(str(key))[:40]}: expected a number, a short string or a list of integers, got {_short(value)}")
-    problem = Problem(
-        name=name, x=xs, coupling=alpha, support=ends, singular=singular, order=order,
-        density=p, f=f_expr, f_kind=f_kind, weight=w, coupling_range=(lo_alpha, hi_alpha),
-        constants=values, source=source, training=settings,
-    )
-    _check_weight(problem)
-    return problem
+    return settings
 
 
 def _check_weight(problem: Problem) -> None:
