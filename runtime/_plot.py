@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 from renorm.symbolic import Frame, Problem, write_atomic
 
 from ._verify import (
-    THRESHOLD_PER_TOLERANCE, LogDensity, _certificate_alphas, _Coefficients, _Exact, _framed, _grid, _nodes, _order_deviation, _q,
+    THRESHOLD_PER_TOLERANCE, LogDensity, _certificate_alphas, _Exact, _framed, _grid, _nodes, _order_deviation, _q,
     _quantiles, _range, _union_bulk, extract_coefficients,
 )
 
@@ -117,7 +117,7 @@ def _densities(frame: Frame, exact: _Exact, log_density: LogDensity, alphas: Seq
 def _coefficients(frame: Frame, exact: _Exact, log_density: LogDensity, has_exact: bool, tolerance: float, path: Path) -> Path:
     r"""Per order the extracted :math:`q^n` against :math:`p^n`, with the tolerance band over the checked range."""
     problem = frame.problem
-    coefficients = _Coefficients.of(problem)
+    coefficients = exact.coefficients
     alphas = _nodes(problem, None)
     checks = _certificate_alphas(problem)
     flow = None if has_exact else (lambda a: (lambda x: _q(log_density, x, a)))

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Callable, ClassVar, Sequence
+from functools import cached_property
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import sympy as sp
@@ -94,7 +95,7 @@ def _nodes(problem: Problem, nodes: int | Sequence[float] | None) -> np.ndarray:
     return np.sort(values)
 
 
-def _framed(problem: Problem, log_density: LogDensity, distance: bool) -> tuple[Frame, LogDensity]:
+def _framed(problem: Problem, log_density: LogDensity | None, distance: bool) -> tuple[Frame, LogDensity | None]:
     r"""The problem in the distance to its singular endpoint, and :math:`\log q` as a function of it.
 
     ``distance`` says that ``log_density`` already takes the distance (a trained run's
@@ -102,7 +103,7 @@ def _framed(problem: Problem, log_density: LogDensity, distance: bool) -> tuple[
     :math:`x(d)`, which rounds within :math:`\epsilon|x|` of a nonzero endpoint.
     """
     frame = distance_frame(problem)
-    if distance or frame.identity:
+    if distance or frame.identity or log_density is None:
         return frame, log_density
     return frame, lambda d, alpha: log_density(frame.x(d), alpha)
 
@@ -128,16 +129,28 @@ class _Exact:
     def __init__(self, problem: Problem):
         self.problem = problem
         self.minimizer = ExactMinimizer(problem)
+        # a coupling without a minimizer keeps its error: it is asked about again by every check and plot
         self._solutions: dict[float, Any] = {}
         self._breakpoints: dict[float, np.ndarray] = {}
         self._bulks: dict[float, tuple[float, float]] = {}
         self.reason: str | None = None
 
+    @cached_property
+    def coefficients(self) -> "_Coefficients":
+        r"""The problem's :math:`p^n` (see :class:`_Coefficients`), derived once."""
+        return _Coefficients.of(self.problem)
+
     def solution(self, alpha: float):
         alpha = float(alpha)
         if alpha not in self._solutions:
-            self._solutions[alpha] = self.minimizer.solve(alpha)
-        return self._solutions[alpha]
+            try:
+                self._solutions[alpha] = self.minimizer.solve(alpha)
+            except NotNormalizableError as error:
+                self._solutions[alpha] = error
+        found = self._solutions[alpha]
+        if isinstance(found, NotNormalizableError):
+            raise found.with_traceback(None)
+        return found
 
     def breakpoints(self, alpha: float) -> np.ndarray:
         alpha = float(alpha)
@@ -413,17 +426,9 @@ class _Coefficients:
     vanishing: list[bool]
     leading: int | None
 
-    _shared: ClassVar[dict[str, "_Coefficients"]] = {}
-
     @classmethod
     def of(cls, problem: Problem) -> "_Coefficients":
-        r"""The coefficients of ``problem``, derived once per problem (by its hash)."""
-        if problem.sha256 not in cls._shared:
-            cls._shared[problem.sha256] = cls._derive(problem)
-        return cls._shared[problem.sha256]
-
-    @classmethod
-    def _derive(cls, problem: Problem) -> "_Coefficients":
+        r"""The coefficients of ``problem`` (kept per problem by :attr:`_Exact.coefficients`)."""
         terms = expand(problem)
         vanishing = [bool(sp.simplify(term) == 0) for term in terms]
         functions = [numeric(term, (problem.x,)) for term in terms]
@@ -568,10 +573,7 @@ def extractable_range(
         qualifies (the coupling range is too large for the exact minimizer's correction to be
         small anywhere).
     """
-    if log_density is not None:
-        frame, log_density = _framed(problem, log_density, distance)
-    else:
-        frame = distance_frame(problem)
+    frame, log_density = _framed(problem, log_density, distance)
     problem = frame.problem
     exact = _Exact.of(problem)
     alphas = _nodes(problem, nodes)
@@ -584,7 +586,7 @@ def extractable_range(
     else:
         raise RenormError(f"{problem.name}: no exact minimizer ({exact.reason}); pass log_density to use its bulk instead")
     orders = range(problem.order + 1) if order is None else [int(order)]
-    return _range(exact, _Coefficients.of(problem), bulk, list(orders), threshold, alphas, use_exact, degree)
+    return _range(exact, exact.coefficients, bulk, list(orders), threshold, alphas, use_exact, degree)
 
 
 # --- the report ----------------------------------------------------------------------------
@@ -790,7 +792,7 @@ def verify(
     checks = [float(a) for a in (_certificate_alphas(problem) if alphas is None else alphas)]
     fit_alphas = _nodes(problem, nodes)
     exact = _Exact.of(problem)
-    coefficients = _Coefficients.of(problem)
+    coefficients = exact.coefficients
     use_exact = exact.available(list(fit_alphas) + checks + _certificate_alphas(problem))
     found = _at_couplings(exact, log_density, checks, use_exact)
     notes = list(found.notes)
