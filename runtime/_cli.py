@@ -32,11 +32,16 @@ def _numbers(values: Any) -> list[float | None]:
     return [float(v) for v in np.asarray(values, dtype=float).ravel()]
 
 
-def _print_json(data: Any) -> None:
-    r"""One JSON object on stdout: inf and nan become ``null`` (JSON has neither; see the README)."""
+def _json_text(data: Any) -> str:
+    r"""``data`` as the tool's JSON: indented, inf and nan as ``null`` (JSON has neither; see the README)."""
     from renorm.symbolic import json_safe
 
-    print(json.dumps(json_safe(data), indent=2, allow_nan=False))
+    return json.dumps(json_safe(data), indent=2, allow_nan=False)
+
+
+def _print_json(data: Any) -> None:
+    r"""One JSON object on stdout."""
+    print(_json_text(data))
 
 
 def _matched(order, problem) -> dict[str, Any]:
@@ -107,18 +112,21 @@ def _expand(args: argparse.Namespace) -> None:
             print(f"  p^{c.n}(x): " + "  ".join(f"{v:.6g}" for v in c.values(x)))
 
 
-def _solve_each(minimizer, alphas: Sequence[float]) -> tuple[list, list[tuple[float, str]]]:
-    r"""The exact minimizer at each coupling on its own: one without a minimizer does not void the others."""
+def _solve_each(minimizer, alphas: Sequence[float]) -> list[tuple[float, Any, str | None]]:
+    r"""``(alpha, solution, None)`` or ``(alpha, None, reason)`` per coupling, in increasing α: each
+    coupling on its own, so that one without a minimizer does not void the others."""
     from renorm.symbolic import NotNormalizableError
 
-    solutions, missing = [], []
+    found, guess = [], None
     for alpha in sorted(alphas):
-        guess = solutions[-1].lagrange_multiplier if solutions and solutions[-1].lagrange_multiplier > 0 else None
         try:
-            solutions.append(minimizer.solve(alpha, guess))
+            solution = minimizer.solve(alpha, guess)
         except NotNormalizableError as error:
-            missing.append((alpha, str(error)))
-    return solutions, missing
+            found.append((alpha, None, str(error)))
+            continue
+        guess = solution.lagrange_multiplier if solution.lagrange_multiplier > 0 else None
+        found.append((alpha, solution, None))
+    return found
 
 
 def _solve(args: argparse.Namespace) -> int:
@@ -127,28 +135,28 @@ def _solve(args: argparse.Namespace) -> int:
     problem = _load(args.spec)
     x = _points(problem, args.x)
     minimizer = ExactMinimizer(problem)
-    solutions, missing = _solve_each(minimizer, args.alpha)
+    found = _solve_each(minimizer, args.alpha)
     order = matched_order(problem)
-    if not solutions:
-        raise NotNormalizableError(f"{missing[0][1]} (matched order {order.describe(problem.order)})")
+    reasons = [reason for _, _, reason in found if reason is not None]
+    if len(reasons) == len(found):
+        raise NotNormalizableError(f"{reasons[0]} (matched order {order.describe(problem.order)})")
     if args.json:
-        rows = [{"alpha": s.alpha, "lagrange_multiplier": s.lagrange_multiplier, "normalization": s.normalization, "loss": s.loss,
-                 "q": _numbers(s.q(x)), "p": _numbers(minimizer.p(x, s.alpha)), "error": None} for s in solutions]
-        rows += [{"alpha": alpha, "lagrange_multiplier": None, "normalization": None, "loss": None, "q": None, "p": None, "error": reason}
-                 for alpha, reason in missing]
-        _print_json({"name": problem.name, "f": problem.f_kind, "x": _numbers(x), "matched_order": _matched(order, problem),
-                     "couplings": sorted(rows, key=lambda row: row["alpha"])})
-        return 1 if missing else 0
+        rows = [{"alpha": alpha, "lagrange_multiplier": None, "normalization": None, "loss": None, "q": None, "p": None, "error": reason}
+                if s is None else
+                {"alpha": alpha, "lagrange_multiplier": s.lagrange_multiplier, "normalization": s.normalization, "loss": s.loss,
+                 "q": _numbers(s.q(x)), "p": _numbers(minimizer.p(x, alpha)), "error": None}
+                for alpha, s, reason in found]
+        _print_json({"name": problem.name, "f": problem.f_kind, "x": _numbers(x), "matched_order": _matched(order, problem), "couplings": rows})
+        return 1 if reasons else 0
     print(f"{problem.name}: f = {problem.f_kind}, weight 1/(2C^2) = {problem.weight}")
     print(f"{'alpha':>8} {'lambda':>14} {'int q*':>18} {'loss':>12}")
-    lines = [(s.alpha, f"{s.alpha:8.4g} {s.lagrange_multiplier:14.8g} {s.normalization:18.15f} {s.loss:12.6g}") for s in solutions]
-    lines += [(alpha, f"{alpha:8.4g}  {one_line(reason)}") for alpha, reason in missing]
-    for _, line in sorted(lines):
-        print(line)
+    for alpha, s, reason in found:
+        print(f"{alpha:8.4g}  {one_line(reason)}" if s is None else
+              f"{alpha:8.4g} {s.lagrange_multiplier:14.8g} {s.normalization:18.15f} {s.loss:12.6g}")
     trend = ", ".join(f"{e:.3g}" for e in order.exponents)
     detail = f" (q* - p^N ~ alpha^s at fixed x; local s as alpha -> 0: {trend})" if order.exponents else ""
     print(f"matched order: {order.describe(problem.order)}{detail}")
-    return 1 if missing else 0
+    return 1 if reasons else 0
 
 
 def _magic(args: argparse.Namespace) -> None:
@@ -354,18 +362,18 @@ def _run(args: argparse.Namespace) -> int:
         _write(write_atomic, out / "kernels.py", generate(problem))
         say(f"[1/5] kernels: {out / 'kernels.py'}")
         order = matched_order(problem)
-        solutions, missing = _solve_each(ExactMinimizer(problem), _certificate_alphas(problem))
+        solved = _solve_each(ExactMinimizer(problem), _certificate_alphas(problem))
         matched = (f"matches p^N through O(alpha^{order.order}) of {problem.order}" if order.matched is not None
                    else f"matched order {order.describe(problem.order)}")
-        found = ", ".join(f"{s.lagrange_multiplier:.6g} (alpha={s.alpha:g})" for s in solutions)
-        absent = "; ".join(f"none at alpha={alpha:g} ({reason})" for alpha, reason in missing)
+        found = ", ".join(f"{s.lagrange_multiplier:.6g} (alpha={alpha:g})" for alpha, s, _ in solved if s is not None)
+        absent = "; ".join(f"none at alpha={alpha:g} ({reason})" for alpha, s, reason in solved if s is None)
         say(f"[2/5] exact minimizer: {'lambda = ' + found if found else ''}{'; ' if found and absent else ''}{absent}; {matched}")
         run = train(problem, out, _config(args, problem), progress=not args.json, force=args.force)
         say(f"[3/5] trained {run.step} steps in {run.seconds:.1f} s, final loss {run.final_loss:.6g}")
         # the trained flow is on disk from here on: a failure below is reported and keeps it
         kept = f"; the trained flow is kept in {one_line(out / CHECKPOINT)}"
         report = _verify_run(run)
-        _write(write_atomic, out / "report.json", json.dumps(report.to_json(), indent=2, allow_nan=False), kept)
+        _write(write_atomic, out / "report.json", _json_text(report.to_json()), kept)
         say(f"[4/5] verification written to {out / 'report.json'}")
         try:
             paths = plot_report(problem, run.log_density_distance, out, history=run.history, distance=True)
@@ -373,11 +381,11 @@ def _run(args: argparse.Namespace) -> int:
             raise RenormError(f"cannot write the plots in {one_line(out)}: {error.strerror or error}{kept}") from None
         say(f"[5/5] plots: {', '.join(p.name for p in paths)}")
     if args.json:
-        couplings = [{"alpha": s.alpha, "lagrange_multiplier": s.lagrange_multiplier, "error": None} for s in solutions]
-        couplings += [{"alpha": alpha, "lagrange_multiplier": None, "error": reason} for alpha, reason in missing]
+        couplings = [{"alpha": alpha, "lagrange_multiplier": None if s is None else s.lagrange_multiplier, "error": reason}
+                     for alpha, s, reason in solved]
         _print_json({
             "name": problem.name, "out": str(out), "kernels": str(out / "kernels.py"),
-            "exact_minimizer": {"matched_order": _matched(order, problem), "couplings": sorted(couplings, key=lambda c: c["alpha"])},
+            "exact_minimizer": {"matched_order": _matched(order, problem), "couplings": couplings},
             "training": {"steps": run.step, "seconds": run.seconds, "loss": run.final_loss},
             "report": report.to_json(), "plots": [str(p) for p in paths], "seconds": time.perf_counter() - start,
         })
