@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import functools
 import json
 import math
 import tempfile
@@ -265,14 +266,11 @@ class Run:
     history: list[dict] = field(default_factory=list)
     directory: Path | None = None
     _evaluator: ConditionalFlow | None = field(default=None, repr=False, compare=False)
-    _frame: Frame | None = field(default=None, repr=False, compare=False)
 
-    @property
+    @functools.cached_property
     def frame(self) -> Frame:
         r"""The variable the flow is trained in (see :func:`~renorm.symbolic.distance_frame`)."""
-        if self._frame is None:
-            self._frame = distance_frame(self.problem)
-        return self._frame
+        return distance_frame(self.problem)
 
     @property
     def seconds(self) -> float:

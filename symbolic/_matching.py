@@ -3,6 +3,7 @@ r"""The matching functions :math:`f`: one object per kind, holding all that the 
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Callable, ClassVar
@@ -64,7 +65,7 @@ class LossKernel:
     complex_statements: tuple[str, ...] = ()
 
 
-class MatchingFunction:
+class MatchingFunction(ABC):
     r"""A matching function :math:`f` of a problem: its minimizer, pointwise pieces and loss kernel.
 
     The Euler–Lagrange condition of :math:`\int w |f(q) - f(p)|^2 + \lambda(\int q - 1)` is
@@ -113,14 +114,15 @@ class MatchingFunction:
         return sp.sstr(self.problem.f)
 
     # symbolic ---------------------------------------------------------------------
+    @abstractmethod
     def minimizer(self) -> sp.Expr | None:
         r"""The closed-form :math:`q_\lambda(x|\alpha)` in :data:`LAMBDA`, or ``None``."""
-        raise NotImplementedError
 
     def simplify_kernel(self, c_squared: sp.Expr) -> sp.Expr:
         r"""A magic :math:`C_q^2` in the form it is printed and evaluated in."""
         return c_squared
 
+    @abstractmethod
     def loss_kernel(self, log_q: sp.Symbol, complex_p: sp.Symbol, log_abs: sp.Expr, negative: sp.Basic) -> LossKernel:
         r"""The generated loss integrand (see :class:`LossKernel`).
 
@@ -130,12 +132,11 @@ class MatchingFunction:
             log_abs: :math:`\log|p|`, finite where :math:`p` overflows.
             negative: The condition :math:`p < 0`, possibly ``true`` or ``false``.
         """
-        raise NotImplementedError
 
     # pointwise --------------------------------------------------------------------
+    @abstractmethod
     def q(self, p: np.ndarray, c2: np.ndarray, lam: float, log_abs: LogAbs) -> np.ndarray:
         r""":math:`q_\lambda`."""
-        raise NotImplementedError
 
     def deviation(self, p: np.ndarray, c2: np.ndarray, lam: float, log_abs: LogAbs) -> np.ndarray:
         r""":math:`q_\lambda - p`, without cancellation where the closed form allows it."""
@@ -146,13 +147,13 @@ class MatchingFunction:
         with np.errstate(all="ignore"):
             return np.log(self.q(p, c2, lam, log_abs))
 
+    @abstractmethod
     def squared_residual(self, p: np.ndarray, log_q: np.ndarray, log_abs: LogAbs) -> np.ndarray:
         r""":math:`|f(q) - f(p)|^2` at :math:`q = e^{\log q}`, with the principal-branch :math:`f(p)` where :math:`p < 0`."""
-        raise NotImplementedError
 
     def no_negative_multiplier(self, alpha: float, normalization: float) -> str:
         r"""Why ∫q_0 = ``normalization`` < 1 has no minimizer (λ < 0 would be needed; see :attr:`negative_multiplier`)."""
-        raise NotImplementedError
+        return f"no minimizer at α = {alpha:g}: ∫q_0 = {normalization:.6g} < 1 needs λ < 0, which f = {self.kind} does not admit"
 
 
 class Linear(MatchingFunction):
