@@ -14,7 +14,7 @@ from typing import Any
 _EXPORTS = {
     "special": ".special",
     "ConditionalFlow": "._flow",
-    "MAPS": "._maps", "SupportMap": "._maps", "default_map": "._maps", "register_map": "._maps",
+    "TORCH": "._maps",
     "plot_report": "._plot",
     "Run": "._train", "Interrupted": "._checkpoint", "TrainConfig": "._config", "TrainingStatus": "._config", "load_run": "._train", "train": "._train",
     "CertificateRow": "._verify", "VerifyReport": "._verify", "OrderDeviation": "._verify", "Check": "._verify", "LogDensity": "._verify", "certificate": "._verify",

@@ -16,10 +16,9 @@ from typing import Any, Iterator
 
 import torch
 
-from renorm.symbolic import RenormError, one_line, write_atomic
+from renorm.symbolic import MAPS, RenormError, one_line, write_atomic
 
 from ._flow import ConditionalFlow
-from ._maps import MAPS
 
 __all__ = ["Interrupted"]
 

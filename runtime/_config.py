@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from renorm.symbolic import RenormError
+from renorm.symbolic import MAPS, RenormError
 
 __all__ = ["TrainConfig", "TrainingStatus"]
 
@@ -43,7 +43,7 @@ class TrainConfig:
         taylor_weight: Weight of the opt-in Taylor-operator loss Σ_n ∫|q^n - p^n|² (0 = off);
             it needs ``context = linear`` (q^n are derivatives at α = 0).
         context: How α enters the flow: ``log`` (default) or ``linear``.
-        support_map: A name from :data:`~renorm.runtime.MAPS`, or ``auto`` (:func:`default_map`).
+        support_map: A name from :data:`~renorm.symbolic.MAPS`, or ``auto`` (:func:`~renorm.symbolic.default_map`).
         degree, transforms, hidden: The flow's shape (default: the seed's 8405 parameters).
         seed: Makes runs reproducible (initialization, sampling).
         dtype, device: ``float32``/``float64``; ``cpu``/``cuda``/``mps``.
@@ -67,7 +67,7 @@ class TrainConfig:
     alpha_points: int = _setting(32, "coupling nodes (or the Monte Carlo batch)")
     taylor_weight: float = _setting(0.0, "weight of the opt-in Taylor-operator loss (0: off; needs --context linear)")
     context: str = _setting("log", "how alpha enters the flow", ("log", "linear"))
-    support_map: str = _setting("auto", "the bijection from the support to the real line: auto, or a name of renorm.runtime.MAPS")
+    support_map: str = _setting("auto", "the bijection from the support to the real line: auto, or a name of renorm.symbolic.MAPS")
     degree: int = _setting(16, "degree of the Bernstein polynomials")
     transforms: int = _setting(5, "number of Bernstein transforms")
     hidden: tuple[int, ...] = _setting((32, 32), "hidden layer widths of the conditioner")
@@ -92,7 +92,6 @@ class TrainConfig:
                 ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
             if not ok:
                 raise RenormError(f"{item.name} must be a {'tuple of integers' if item.name == 'hidden' else kind.__name__}, got {value!r:.60}")
-        from ._maps import MAPS  # torch: needed only when a run is about to be trained
 
         checks = [
             (self.epochs >= 0, f"epochs must be >= 0, got {self.epochs}"),

@@ -8,7 +8,9 @@ import torch
 import zuko
 from torch import Tensor, nn
 
-from ._maps import MAPS, SupportMap
+from renorm.symbolic import MAPS, SupportMap
+
+from ._maps import TORCH
 
 __all__ = ["ConditionalFlow"]
 
@@ -17,7 +19,7 @@ class ConditionalFlow(nn.Module):
     r"""A normalized density :math:`q(x|\alpha)` built from zuko's Bernstein-polynomial flow.
 
     The support is mapped to :math:`\mathbb{R}` by a registered bijection :math:`y(x)`
-    (see :mod:`renorm.runtime._maps`) and standardized, :math:`z = (y - \mu)/\sigma`, so that
+    (:data:`renorm.symbolic.MAPS`, evaluated in its torch face) and standardized, :math:`z = (y - \mu)/\sigma`, so that
     the bulk lies inside the Bernstein polynomials' domain :math:`[-5, 5]`; the coupling enters
     as the context :math:`c = (\log\alpha - \log\alpha_0)/\Delta`. Then
 
@@ -127,8 +129,8 @@ class ConditionalFlow(nn.Module):
         r""":math:`\log q(x|\alpha)` for points ``x`` of shape ``(n,)`` and couplings of shape ``(m,)`` → ``(n, m)``."""
         # points that round onto an endpoint carry no probability (and would give nan)
         inside = (x > self.support_map.a) & (x < self.support_map.b)
-        y = self.support_map.to_latent(torch.where(inside, x, self.support_map.from_latent(torch.zeros_like(x))))
-        value = self.log_prob_latent(y, alpha) - self.support_map.log_jacobian(y)[:, None]
+        y = self.support_map.to_latent(torch.where(inside, x, self.support_map.from_latent(torch.zeros_like(x), TORCH)), TORCH)
+        value = self.log_prob_latent(y, alpha) - self.support_map.log_jacobian(y, TORCH)[:, None]
         return torch.where(inside[:, None], value, torch.full_like(value, -torch.inf))
 
     @torch.no_grad()
@@ -139,7 +141,7 @@ class ConditionalFlow(nn.Module):
         flow = self.bpf(context)
         base = torch.randn((n, 1, 1), dtype=dtype, device=self.shift.device, generator=generator)
         z = flow.transform.inv(base)
-        return self.support_map.from_latent(self.shift + self.scale * z[:, 0, 0])
+        return self.support_map.from_latent(self.shift + self.scale * z[:, 0, 0], TORCH)
 
     def describe(self) -> dict:
         r"""What is needed to rebuild the module before loading its state dict."""

@@ -19,14 +19,14 @@ import torch
 from torch import Tensor
 
 from renorm.symbolic import (
-    ExactMinimizer, Frame, NotNormalizableError, Problem, RenormError, distance_frame, expand, load_spec, numeric, one_line, solve,
-    to_toml, write_atomic,
+    MAPS, ExactMinimizer, Frame, NotNormalizableError, Problem, RenormError, SupportMap, default_map, distance_frame, expand, load_spec,
+    numeric, one_line, solve, to_toml, write_atomic,
 )
 
 from ._checkpoint import FORMAT, Interrupted, clean_orphans, deferred_signals, read_checkpoint, run_lock, save_checkpoint, saving
 from ._config import TrainConfig, TrainingStatus
 from ._flow import ConditionalFlow
-from ._maps import MAPS, default_map
+from ._maps import TORCH, training_range
 
 __all__ = ["train", "load_run", "Run"]
 
@@ -49,16 +49,16 @@ _QUANTILES = (1e-6, 1 - 1e-6)
 _WINDOW = 4.5
 
 
-def _standardization(problem: Problem, support_map) -> tuple[float, float]:
+def _standardization(problem: Problem, support_map: SupportMap) -> tuple[float, float]:
     r"""Shift and scale that map the :data:`_QUANTILES` of q* in the latent variable to ±4.5.
 
     Without an exact minimizer the positive part of p is used in its place.
     """
     minimizer = ExactMinimizer(problem)
-    lo, hi = support_map.latent_range()
+    lo, hi = training_range(support_map)
     y = np.linspace(lo, hi, 20001)
-    x = support_map.from_latent(torch.as_tensor(y)).numpy()
-    jacobian = np.exp(support_map.log_jacobian(torch.as_tensor(y)).numpy())
+    x = support_map.from_latent(torch.as_tensor(y), TORCH).numpy()
+    jacobian = np.exp(support_map.log_jacobian(torch.as_tensor(y), TORCH).numpy())
     ends = []
     for alpha in problem.coupling_range:
         try:
@@ -94,7 +94,7 @@ class Objective:
         self.problem, self.flow, self.config = problem, flow, config
         self.dtype, self.device = dtype, device
         self.kernels = load(problem)
-        self.latent_lo, self.latent_hi = flow.support_map.latent_range(dtype)
+        self.latent_lo, self.latent_hi = training_range(flow.support_map, dtype)
         mean, spread = float(flow.shift), float(flow.scale)
         # dense panels over the bulk (±6 spreads), a few wide ones over the tails
         lo, hi = self.latent_lo, self.latent_hi
@@ -148,8 +148,8 @@ class Objective:
         solutions = solve(self.problem, alpha.double().cpu().numpy())
         minimizer = solutions[0].minimizer
         y = y.double().cpu()
-        x = self.flow.support_map.from_latent(y).numpy()
-        jac = self.flow.support_map.log_jacobian(y).numpy()
+        x = self.flow.support_map.from_latent(y, TORCH).numpy()
+        jac = self.flow.support_map.log_jacobian(y, TORCH).numpy()
         columns = [minimizer.log_q(x, s.alpha, s.lagrange_multiplier) + jac for s in solutions]
         return self._tensor(np.stack(columns, axis=1))
 
@@ -195,8 +195,8 @@ class Objective:
         grid entries gave an infinite loss at the first step).
         """
         y = y.double()
-        jac = self.flow.support_map.log_jacobian(y)
-        x = self.flow.support_map.from_latent(y)
+        jac = self.flow.support_map.log_jacobian(y, TORCH)
+        x = self.flow.support_map.from_latent(y, TORCH)
         density = self.kernels.loss_density(log_q_latent.double() - jac[:, None], x[:, None], alpha.double()[None, :])
         return ((y_weight.double() * torch.exp(jac))[:, None] * density).sum(0).to(log_q_latent.dtype)
 
@@ -235,8 +235,8 @@ class Objective:
         """
         bulk = (y - self.flow.shift).abs() <= 3 * self.flow.scale
         y, y_weight = y[bulk], y_weight[bulk]
-        x = self.flow.support_map.from_latent(y)
-        jac = self.flow.support_map.log_jacobian(y)
+        x = self.flow.support_map.from_latent(y, TORCH)
+        jac = self.flow.support_map.log_jacobian(y, TORCH)
         alpha = torch.zeros_like(y, requires_grad=True)
         q = torch.exp(self.flow.log_prob_latent_paired(y, alpha) - jac)
         points = x.detach().double().cpu().numpy()
@@ -338,15 +338,29 @@ def _spec_copy(problem: Problem, directory: Path) -> None:
 _MIRRORED = {"double_log_lower": "double_log_upper", "double_log_upper": "double_log_lower", "log_lower": "log_upper", "log_upper": "log_lower"}
 
 
+def _support_map(problem: Problem, config: TrainConfig) -> SupportMap:
+    r"""The flow's map in the problem's frame: ``config.support_map`` (named for an end of :math:`x`,
+    mirrored in the distance to an upper end), or the default for the support.
+
+    Raises:
+        RenormError: If the named map does not take the whole real line onto the support.
+    """
+    frame = distance_frame(problem)
+    support, singular = frame.problem.support_floats, frame.problem.singular
+    if config.support_map == "auto":
+        return default_map(support, singular)
+    name = _MIRRORED.get(config.support_map, config.support_map) if frame.sign < 0 else config.support_map
+    support_map = MAPS[name](*support)
+    if not support_map.whole_line():
+        a, b = problem.support_floats
+        raise RenormError(f"support map {config.support_map} does not map the real line onto the support ({a:g}, {b:g}): use auto or one that does")
+    return support_map
+
+
 def _build_flow(problem: Problem, config: TrainConfig) -> ConditionalFlow:
     r"""A fresh flow in the variable of the problem's frame: the distance to a nonzero singular endpoint, else :math:`x`."""
-    frame = distance_frame(problem)
-    problem = frame.problem
-    if config.support_map == "auto":
-        support_map = default_map(problem.support_floats, problem.singular)
-    else:
-        name = _MIRRORED.get(config.support_map, config.support_map) if frame.sign < 0 else config.support_map
-        support_map = MAPS[name](*problem.support_floats)
+    support_map = _support_map(problem, config)
+    problem = distance_frame(problem).problem
     shift, scale = _standardization(problem, support_map)
     return ConditionalFlow(support_map, shift, scale, problem.coupling_range, config.degree, config.transforms, config.hidden, config.context)
 
@@ -424,6 +438,11 @@ def train(
     Returns:
         The trained :class:`Run`.
     """
+    if not resume:
+        # refused before the run directory is made
+        config = config or TrainConfig()
+        config.validate()
+        _support_map(problem, config)
     directory = _directory(out_dir)
     with run_lock(directory):
         clean_orphans(directory)
@@ -448,6 +467,7 @@ def _train(problem: Problem, directory: Path, config: TrainConfig | None, resume
     if resume:
         state, stored = _read_checkpoint(checkpoint_path, problem)
         config = resumed_config(stored, config)
+        config.validate()
         _check_continuation(state, config, directory)
     elif checkpoint_path.exists() or checkpoint_path.is_symlink():
         if not force:
@@ -455,8 +475,6 @@ def _train(problem: Problem, directory: Path, config: TrainConfig | None, resume
         for name in _RUN_FILES:
             with contextlib.suppress(FileNotFoundError):
                 (directory / name).unlink()
-    config = config or TrainConfig()
-    config.validate()
     with _threads(config.threads):
         return _Trainer(problem, directory, config, state, progress, callback).run()
 

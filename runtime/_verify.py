@@ -212,11 +212,11 @@ def _quantiles(minimizer: ExactMinimizer, density: Callable[[np.ndarray], np.nda
 
     def cumulative(u: np.ndarray) -> np.ndarray:
         with np.errstate(all="ignore"):
-            weight = np.nan_to_num(density(mapping.x(u)) * mapping.jacobian(u), nan=0.0, posinf=0.0, neginf=0.0)
+            weight = np.nan_to_num(density(mapping.from_latent(u)) * mapping.jacobian(u), nan=0.0, posinf=0.0, neginf=0.0)
         weight = np.maximum(weight, 0.0)
         return np.concatenate([[0.0], np.cumsum(0.5 * (weight[1:] + weight[:-1]) * np.diff(u))])
 
-    u = np.linspace(mapping.lo, mapping.hi, 12001)
+    u = np.linspace(*mapping.latent_range(), 12001)
     c = cumulative(u)
     if not c[-1] > 0:
         raise RenormError("the density vanishes everywhere on the support: no bulk to verify on")
@@ -228,7 +228,7 @@ def _quantiles(minimizer: ExactMinimizer, density: Callable[[np.ndarray], np.nda
     c = c / c[-1]
     # the cumulative is non-decreasing; strictly increasing pieces suffice for interpolation
     keep = np.concatenate([[True], np.diff(c) > 0])
-    return mapping.x(np.interp(np.asarray(probabilities, dtype=float), c[keep], fine[keep]))
+    return mapping.from_latent(np.interp(np.asarray(probabilities, dtype=float), c[keep], fine[keep]))
 
 
 def _bulk(minimizer: ExactMinimizer, density: Callable[[np.ndarray], np.ndarray]) -> tuple[float, float]:
@@ -239,8 +239,8 @@ def _bulk(minimizer: ExactMinimizer, density: Callable[[np.ndarray], np.ndarray]
 def _grid(minimizer: ExactMinimizer, lo: float, hi: float, count: int) -> np.ndarray:
     r"""``count`` points from ``lo`` to ``hi``, uniform in the endpoint map's variable (log-spaced near a singular endpoint)."""
     mapping = minimizer.map
-    ends = np.sort(mapping.u(np.array([lo, hi])))
-    return np.sort(mapping.x(np.linspace(ends[0], ends[1], count)))
+    ends = np.sort(mapping.to_latent(np.array([lo, hi])))
+    return np.sort(mapping.from_latent(np.linspace(ends[0], ends[1], count)))
 
 
 # --- certificate ---------------------------------------------------------------------------
@@ -305,12 +305,12 @@ def _certificate_row(exact: _Exact, log_density: LogDensity, alpha: float) -> Ce
     mapping = minimizer.map
 
     def difference(u: np.ndarray) -> np.ndarray:
-        x = mapping.x(u)
+        x = mapping.from_latent(u)
         with np.errstate(all="ignore"):
             return np.abs(_q(log_density, x, alpha) - q_star(x)) * mapping.jacobian(u)
 
     # an absolute floor: where q = q* up to round-off, a relative target would chase the noise
-    distance = integrate(difference, mapping.lo, mapping.hi, exact.breakpoints(alpha), rtol=_RTOL, atol=_TV_ATOL).value
+    distance = integrate(difference, *mapping.latent_range(), exact.breakpoints(alpha), rtol=_RTOL, atol=_TV_ATOL).value
     x = _grid(minimizer, *bulk, _GRID)
     with np.errstate(all="ignore"):
         relative = np.abs(np.expm1(_log_q(log_density, x, alpha) - exact.log_q(x, alpha)))

@@ -28,9 +28,14 @@ from ._matching import MATCHING as MATCHING
 from ._matching import LossKernel as LossKernel
 from ._matching import MatchingFunction as MatchingFunction
 from ._matching import matching_function as matching_function
+from ._maps import MAPS as MAPS
+from ._maps import NUMPY as NUMPY
+from ._maps import ArrayOps as ArrayOps
+from ._maps import SupportMap as SupportMap
+from ._maps import default_map as default_map
+from ._maps import quadrature_map as quadrature_map
+from ._maps import register_map as register_map
 from ._numeric import numeric as numeric
-from ._quadrature import EndpointMap as EndpointMap
-from ._quadrature import endpoint_map as endpoint_map
 from ._quadrature import integrate as integrate
 from ._solve import ExactMinimizer as ExactMinimizer
 from ._solve import MatchedOrder as MatchedOrder
@@ -49,7 +54,8 @@ from ._spec import to_toml as to_toml
 
 __all__ = [
     "NotNormalizableError", "NoUniqueMinimizerError", "RenormError", "SpecError", "Coefficient", "coefficients", "expand",
-    "Frame", "distance_frame", "MagicC", "MagicCheck", "magic_c", "parse_target", "numeric", "EndpointMap", "endpoint_map",
+    "Frame", "distance_frame", "MagicC", "MagicCheck", "magic_c", "parse_target", "numeric",
+    "ArrayOps", "NUMPY", "SupportMap", "MAPS", "register_map", "default_map", "quadrature_map",
     "integrate", "LAMBDA", "ExactMinimizer", "MatchedOrder", "Solution", "exact_minimizer",
     "matched_order", "solve", "bulk_points", "SpecialFunction", "SPECIAL_FUNCTIONS", "register_function", "unregister_function", "LIMITS", "Limits", "Problem", "load_spec", "make_problem", "parse_expression",
     "to_toml", "one_line", "OneLineParser", "budget", "OverBudget", "write_atomic", "json_safe",

@@ -13,7 +13,8 @@ import sympy as sp
 from ._budget import OverBudget, budget, within
 from ._errors import RenormError, SpecError
 from ._numeric import numeric
-from ._quadrature import endpoint_map, integrate, integrate_support
+from ._maps import quadrature_map
+from ._quadrature import integrate, integrate_support
 from ._spec import LIMITS, Problem
 
 __all__ = ["Coefficient", "expand", "coefficients"]
@@ -66,8 +67,8 @@ class Coefficient:
         p = self.problem
         x = np.atleast_1d(np.asarray(x, dtype=float))
         # the map and the break points are the same for every x
-        mapping = endpoint_map(p.support_floats, p.singular)
-        inside = mapping.u(np.array(singular_points(p)))
+        mapping = quadrature_map(p.support_floats, p.singular)
+        inside = mapping.to_latent(np.array(singular_points(p)))
         if p.singular == "lower" and self.plus != 0:
             return float(self.delta) - np.array([_integral(mapping, inside, self.values, xi, "above") for xi in x])
         offset = float(self.delta) if p.singular == "lower" else 0.0
@@ -77,11 +78,11 @@ class Coefficient:
 def _integral(mapping, inside: np.ndarray, g, x: float, side: str) -> float:
     r""":math:`\int_a^x g` (``below``) or :math:`\int_x^b g` (``above``) in the endpoint map, with
     break points ``inside`` (in the map's variable)."""
-    u = float(mapping.u(x))
-    increasing = mapping.kind != "upper"
-    lo, hi = (mapping.lo, u) if (side == "below") == increasing else (u, mapping.hi)
+    u = float(mapping.to_latent(x))
+    start, end = mapping.latent_range()
+    lo, hi = (start, u) if (side == "below") == mapping.increasing else (u, end)
     inside = inside[(inside > lo) & (inside < hi)]
-    return integrate(lambda t: g(mapping.x(t)) * mapping.jacobian(t), lo, hi, breakpoints=inside).value
+    return integrate(lambda t: g(mapping.from_latent(t)) * mapping.jacobian(t), lo, hi, breakpoints=inside).value
 
 
 def expand(problem: Problem) -> list[sp.Expr]:
@@ -294,8 +295,9 @@ def _check_coefficient(problem: Problem, n: int, g: sp.Expr) -> tuple[list[float
         fn(np.array([0.5 * (a + b) if math.isfinite(a + b) else a + 1.0 if math.isfinite(a) else b - 1.0]))
     except RenormError:
         return [], False  # not evaluable in NumPy: every numerical use of it refuses it in one line
-    mapping = endpoint_map((a, b), problem.singular)
-    xs = mapping.x(np.linspace(max(mapping.lo, -60.0), min(mapping.hi, 60.0), 4001))
+    mapping = quadrature_map((a, b), problem.singular)
+    lo, hi = mapping.latent_range()
+    xs = mapping.from_latent(np.linspace(max(lo, -60.0), min(hi, 60.0), 4001))
     xs = np.unique(xs[(xs > a) & (xs < b)])
     text = sp.sstr(g)
     text = text if len(text) <= 80 else text[:77] + "..."
@@ -359,8 +361,8 @@ def _integrability(problem: Problem, n: int, g: sp.Expr) -> float:
     if _EXPANSIONS[_expansion_key(problem)][2][n]:
         return math.inf
     fn = numeric(g, (problem.x,))
-    mapping = endpoint_map(problem.support_floats, problem.singular)
-    return integrate_support(lambda x: np.asarray(fn(x), dtype=float), mapping, mapping.u(np.array(singular_points(problem))), rtol=1e-12)
+    mapping = quadrature_map(problem.support_floats, problem.singular)
+    return integrate_support(lambda x: np.asarray(fn(x), dtype=float), mapping, mapping.to_latent(np.array(singular_points(problem))), rtol=1e-12)
 
 
 #: δ weights below this are quadrature noise (the integrals run at relative 1e-12).

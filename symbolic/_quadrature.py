@@ -1,4 +1,4 @@
-r"""Vectorized adaptive Gauss–Kronrod quadrature and the endpoint-resolving variable maps."""
+r"""Vectorized adaptive Gauss–Kronrod quadrature, and integrals over a support through its map."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ from typing import Callable
 
 import numpy as np
 
-__all__ = ["integrate", "EndpointMap", "endpoint_map"]
+from ._maps import SupportMap
+
+__all__ = ["integrate"]
 
 # Kronrod 15-point nodes on [0, 1] half (symmetric), with the 7-point Gauss rule nested in
 # the odd-indexed ones; the pair gives a free error estimate per panel.
@@ -124,57 +126,6 @@ def _panels(fn: Callable[[np.ndarray], np.ndarray], left: np.ndarray, right: np.
     return kronrod, np.maximum(error, floor), floor
 
 
-@dataclass(frozen=True)
-class EndpointMap:
-    r"""A change of variables :math:`x(u)` that resolves the support's endpoints.
-
-    For a singular lower endpoint :math:`x = a + e^u`; for an upper one :math:`x = b - e^u`;
-    otherwise :math:`x = a + (b - a)(1 + \tanh u)/2`. Integrals become
-    :math:`\int dx\, g = \int du\, g(x(u))\, x'(u)` over :attr:`lo`, :attr:`hi`.
-    """
-
-    kind: str
-    a: float
-    b: float
-    lo: float
-    hi: float
-
-    def x(self, u: np.ndarray) -> np.ndarray:
-        if self.kind == "lower":
-            return self.a + np.exp(u)
-        if self.kind == "upper":
-            return self.b - np.exp(u)
-        return self.a + (self.b - self.a) * 0.5 * (1.0 + np.tanh(u))
-
-    def jacobian(self, u: np.ndarray) -> np.ndarray:
-        if self.kind in ("lower", "upper"):
-            return np.exp(u)
-        return (self.b - self.a) * 0.5 / np.cosh(u) ** 2
-
-    def u(self, x: np.ndarray) -> np.ndarray:
-        x = np.asarray(x, dtype=float)
-        if self.kind == "lower":
-            return np.log(x - self.a)
-        if self.kind == "upper":
-            return np.log(self.b - x)
-        return np.arctanh(2.0 * (x - self.a) / (self.b - self.a) - 1.0)
-
-
-#: :math:`e^{-600}` is far below any scale a physical distribution resolves, yet keeps
-#: :math:`1/x` finite in float64.
-U_TAIL = 600.0
-
-
-def endpoint_map(support: tuple[float, float], singular: str) -> EndpointMap:
-    r"""The variable map used for all one-dimensional integrals over the support."""
-    a, b = support
-    if singular == "upper" or (math.isinf(a) and not math.isinf(b)):
-        return EndpointMap("upper", a, b, -U_TAIL, U_TAIL if math.isinf(a) else math.log(b - a))
-    if singular == "lower" or math.isinf(b):
-        return EndpointMap("lower", a, b, -U_TAIL, U_TAIL if math.isinf(b) else math.log(b - a))
-    return EndpointMap("none", a, b, -18.0, 18.0)
-
-
 #: Integrands left with more than this fraction of the integral in their tails diverge.
 TAIL_TOLERANCE = 1e-10
 #: Width in :math:`u` of the tail region checked for left-over weight (:math:`x - a < e^{-400}`).
@@ -183,7 +134,7 @@ TAIL_WIDTH = 200.0
 
 def integrate_support(
     fn: Callable[[np.ndarray], np.ndarray],
-    mapping: EndpointMap,
+    mapping: SupportMap,
     breakpoints: np.ndarray | tuple[float, ...] = (),
     rtol: float = 1e-13,
     tails: bool = True,
@@ -197,10 +148,10 @@ def integrate_support(
     heavy tail in :math:`\log x` may really hold 1e-5 of its mass below :math:`e^{-400}`.
     """
 
-    singular_x = mapping.x(np.asarray(breakpoints, dtype=float))
+    singular_x = mapping.from_latent(np.asarray(breakpoints, dtype=float))
 
     def integrand(u: np.ndarray) -> np.ndarray:
-        x = mapping.x(u)
+        x = mapping.from_latent(u)
         with np.errstate(all="ignore"):
             values = np.asarray(fn(x), dtype=float) * mapping.jacobian(u)
         # a node that rounds onto an endpoint lies outside the open support; one that rounds onto
@@ -212,13 +163,13 @@ def integrate_support(
             keep &= ~(bad & np.isclose(x[..., None], singular_x, rtol=8 * np.finfo(float).eps, atol=0).any(-1))
         return np.where(keep, values, 0.0)
 
-    result = integrate(integrand, mapping.lo, mapping.hi, breakpoints=breakpoints, rtol=rtol)
+    lo, hi = mapping.latent_range()
+    result = integrate(integrand, lo, hi, breakpoints=breakpoints, rtol=rtol)
     if not math.isfinite(result.value):
         return math.inf
-    if mapping.kind != "none" and tails:
-        tail = result.edges < mapping.lo + TAIL_WIDTH
-        if math.isinf(mapping.b if mapping.kind == "lower" else mapping.a):
-            tail |= result.edges > mapping.hi - TAIL_WIDTH
+    cut_lo, cut_hi = mapping.cut_ends()
+    if tails and (cut_lo or cut_hi):
+        tail = (cut_lo & (result.edges < lo + TAIL_WIDTH)) | (cut_hi & (result.edges > hi - TAIL_WIDTH))
         if abs(result.contributions[tail].sum()) > TAIL_TOLERANCE * max(1.0, abs(result.value)):
             return math.inf
     return result.value

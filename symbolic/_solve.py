@@ -16,7 +16,8 @@ from ._expand import expand, singular_points
 from ._frame import distance_frame
 from ._matching import matching_function
 from ._numeric import numeric
-from ._quadrature import endpoint_map, integrate_support
+from ._maps import quadrature_map
+from ._quadrature import integrate_support
 from ._spec import LIMITS, Problem
 
 __all__ = [
@@ -83,13 +84,13 @@ class ExactMinimizer:
 
     def __init__(self, problem: Problem):
         self.problem = problem
+        self.map = quadrature_map(problem.support_floats, problem.singular)
         # refuses targets whose coefficients are not distributions; finds integrable singular points
-        self._singular = endpoint_map(problem.support_floats, problem.singular).u(np.array(singular_points(problem)))
+        self._singular = self.map.to_latent(np.array(singular_points(problem)))
         x, a = problem.x, problem.coupling
         self._p = numeric(problem.density, (x, a))
         self._c2 = numeric(problem.C_squared, (x, a))
         self._w = numeric(problem.weight, (x, a))
-        self.map = endpoint_map(problem.support_floats, problem.singular)
         self._log_abs = None
         self._inner = _at_zero(problem)
         #: The matching function's pointwise pieces.
@@ -148,14 +149,14 @@ class ExactMinimizer:
     # integrals -------------------------------------------------------------------
     def breakpoints(self, alpha: float) -> np.ndarray:
         r"""Sign changes of :math:`p` (zeros and poles such as a Landau pole) in the map variable."""
-        u = np.linspace(self.map.lo, self.map.hi, 4001)[1:-1]
-        sign = np.sign(self.p(self.map.x(u), alpha))
+        u = np.linspace(*self.map.latent_range(), 4001)[1:-1]
+        sign = np.sign(self.p(self.map.from_latent(u), alpha))
         change = np.nonzero(sign[:-1] * sign[1:] < 0)[0]
         lo, hi = u[change], u[change + 1]
         s_lo = sign[change]
         for _ in range(60):
             mid = 0.5 * (lo + hi)
-            same = np.sign(self.p(self.map.x(mid), alpha)) == s_lo
+            same = np.sign(self.p(self.map.from_latent(mid), alpha)) == s_lo
             lo, hi = np.where(same, mid, lo), np.where(same, hi, mid)
         return np.unique(np.concatenate([0.5 * (lo + hi), self._singular]))
 
@@ -194,8 +195,7 @@ class ExactMinimizer:
         a, b = self.problem.support_floats
         if not self.matching.constant_phase or not (math.isinf(a) or math.isinf(b)):
             return False
-        u = np.linspace(self.map.lo, self.map.hi, 4001)
-        x = self.map.x(u)
+        x = self.map.from_latent(np.linspace(*self.map.latent_range(), 4001))
         far = x[np.isfinite(x) & (x > a) & (x < b)]
         far = far[::-1] if math.isinf(b) else far
         with np.errstate(all="ignore"):
@@ -230,8 +230,7 @@ class ExactMinimizer:
         probability can lie anywhere in the zero-weight region at no cost: minimizers exist, but
         not a unique one, and the Euler–Lagrange closed form (C = ∞ there) has none.
         """
-        u = np.linspace(self.map.lo, self.map.hi, 20001)[1:-1]
-        x = self.map.x(u)
+        x = self.map.from_latent(np.linspace(*self.map.latent_range(), 20001)[1:-1])
         with np.errstate(all="ignore"):
             free = self.weight(x, alpha) == 0
         if not free.any():

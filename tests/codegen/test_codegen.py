@@ -27,12 +27,12 @@ from renorm.symbolic import (
     Problem,
     SpecError,
     SpecialFunction,
-    endpoint_map,
     exact_minimizer,
     expand,
     integrate,
     load_spec,
     make_problem,
+    quadrature_map,
     register_function,
     solve,
     unregister_function,
@@ -145,10 +145,10 @@ def mp_function(args: tuple[sp.Symbol, ...], expr: sp.Expr) -> Callable[..., lis
 def sample(problem: Problem, n: int = POINTS, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     r"""Random points: half uniform in the endpoint map (x down to e^-600 at a singular end), half uniform in x."""
     rng = np.random.default_rng(seed)
-    m = endpoint_map(problem.support_floats, problem.singular)
+    m = quadrature_map(problem.support_floats, problem.singular)
     a, b = problem.support_floats
-    mapped = m.x(rng.uniform(m.lo, m.hi, n))
-    plain = rng.uniform(a, b, n) if math.isfinite(a) and math.isfinite(b) else m.x(rng.uniform(-20.0, 20.0, n))
+    mapped = m.from_latent(rng.uniform(*m.latent_range(), n))
+    plain = rng.uniform(a, b, n) if math.isfinite(a) and math.isfinite(b) else m.from_latent(rng.uniform(-20.0, 20.0, n))
     x = np.concatenate([mapped[: n // 2], plain[: n - n // 2]])
     x = x[(x > a) & (x < b)]
     alpha = rng.uniform(*problem.coupling_range, x.size)
@@ -330,7 +330,7 @@ def test_q_exact_matches_solution_and_is_normalized(case: str):
     problem = problem_for(case)
     kernels = codegen.load(problem)
     minimizer = ExactMinimizer(problem)
-    mapping = endpoint_map(problem.support_floats, problem.singular)
+    mapping = quadrature_map(problem.support_floats, problem.singular)
     x, _ = sample(problem, seed=3)
     q_expr = exact_minimizer(problem)
     for solution in solve(problem, problem.coupling_range):
@@ -344,10 +344,10 @@ def test_q_exact_matches_solution_and_is_normalized(case: str):
         assert_within(generated, expected, 2 * np.abs(expected) * (RTOL + ROUNDING * EPS * kappa), f"q_exact at alpha={alpha}", x)
 
         def integrand(u: np.ndarray) -> np.ndarray:
-            values = kernels.q_exact(torch.from_numpy(np.ascontiguousarray(mapping.x(u))), alpha, lam).numpy()
+            values = kernels.q_exact(torch.from_numpy(np.ascontiguousarray(mapping.from_latent(u))), alpha, lam).numpy()
             return values * mapping.jacobian(u)
 
-        total = integrate(integrand, mapping.lo, mapping.hi, breakpoints=minimizer.breakpoints(alpha), rtol=1e-12)
+        total = integrate(integrand, *mapping.latent_range(), breakpoints=minimizer.breakpoints(alpha), rtol=1e-12)
         assert abs(total.value - 1.0) <= 1e-8, f"∫q_exact = {total.value} at alpha={alpha}"
 
 

@@ -13,12 +13,13 @@ import numpy as np
 import pytest
 import torch
 
-from renorm.runtime import MAPS, ConditionalFlow, TrainConfig, certificate, load_run, train, verify
+from renorm.runtime import TORCH, ConditionalFlow, TrainConfig, certificate, load_run, train, verify
 from renorm.runtime._checkpoint import Interrupted
 from renorm.runtime._cli import main
 from renorm.runtime._flow import parameter_count
+from renorm.runtime._maps import training_range
 from renorm.runtime._train import Objective, _build_flow
-from renorm.symbolic import ExactMinimizer, RenormError
+from renorm.symbolic import MAPS, ExactMinimizer, RenormError
 
 from .. import schema
 from ..conftest import EXAMPLES
@@ -29,14 +30,39 @@ SMALL = dict(epochs=4, refine=0, x_points=64, alpha_points=4, checkpoint_every=2
 
 
 @pytest.mark.parametrize("name", sorted(MAPS))
-def test_maps_invert_and_jacobian_matches_autograd(name):
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_maps_torch_face_inverts_matches_autograd_and_the_numpy_face(name, dtype):
     support = {"log_lower": (0.0, math.inf), "log_upper": (-math.inf, 1.0)}.get(name, (0.0, 0.5))
     support_map = MAPS[name](*support)
-    y = torch.linspace(-3, 3, 41, dtype=torch.float64, requires_grad=True)
-    x = support_map.from_latent(y)
-    assert torch.allclose(support_map.to_latent(x), y, atol=1e-10)
+    # in float32 b - (b - a) e^{-e^3} rounds onto b
+    end = 3.0 if dtype == torch.float64 else 2.0
+    y = torch.linspace(-end, end, 41, dtype=dtype, requires_grad=True)
+    x = support_map.from_latent(y, TORCH)
+    assert x.dtype == dtype
+    tolerance = 1e-10 if dtype == torch.float64 else 2e-5
+    assert torch.allclose(support_map.to_latent(x, TORCH), y, atol=tolerance)
     (slope,) = torch.autograd.grad(x.sum(), y)
-    assert torch.allclose(support_map.log_jacobian(y), torch.log(slope.abs()), atol=1e-10)
+    assert torch.allclose(support_map.log_jacobian(y, TORCH), torch.log(slope.abs()), atol=tolerance)
+    assert torch.allclose(support_map.jacobian(y, TORCH), slope.abs(), rtol=tolerance)
+    # one definition: the torch face computes what the NumPy face does, to rounding (which
+    # exp(-e^y) amplifies by e^y = 20 at y = 3, and b - e^y turns absolute near y = log b)
+    u = y.detach().double().numpy()
+    for method in ("from_latent", "log_jacobian", "jacobian"):
+        reference = getattr(support_map, method)(u)
+        assert np.allclose(getattr(support_map, method)(y.detach(), TORCH).double().numpy(), reference, rtol=100 * torch.finfo(dtype).eps, atol=100 * torch.finfo(dtype).eps), method
+    # the training range ends on the closed support in the training dtype (x may round onto an endpoint there)
+    lo, hi = training_range(support_map, dtype)
+    ends = support_map.from_latent(torch.tensor([lo, hi], dtype=dtype), TORCH)
+    assert lo < hi and bool(((ends >= support_map.a) & (ends <= support_map.b)).all()), (lo, hi, ends)
+    assert bool(torch.isfinite(support_map.log_jacobian(torch.tensor([lo, hi], dtype=dtype), TORCH)).all())
+
+
+def test_a_map_that_does_not_cover_the_line_is_refused(tmp_path, capsys):
+    # log_lower reaches b = 1/2 at y = log(1/2): the flow would put probability beyond the support
+    assert main(["train", str(ANGULARITY), "--out", str(tmp_path / "run"), "--support-map", "log_lower", "--epochs", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "renorm: error: support map log_lower does not map the real line onto the support (0, 0.5): use auto or one that does"
+    assert not (tmp_path / "run").exists()
 
 
 def test_default_network_is_the_seeds(angularity):
@@ -360,15 +386,3 @@ def test_spec_train_table_holds_every_training_setting(tmp_path, capsys):
     spec.write_text(ANGULARITY.read_text().replace("[train]", "[train]\ncolour = 3"))
     assert main(["train", str(spec), "--out", str(tmp_path / "b")]) == 2
     assert "spec.toml: train: unknown setting 'colour'" in capsys.readouterr().err
-
-
-def test_default_map_takes_its_maps_from_the_registry(monkeypatch):
-    from renorm.runtime import MAPS, default_map
-    from renorm.runtime._maps import Logit
-
-    class Wider(Logit):
-        name = "logit"
-
-    monkeypatch.setitem(MAPS, "logit", Wider)
-    assert type(default_map((0.0, 1.0), "none")) is Wider
-    assert default_map((0.0, 1.0), "lower").name == "double_log_lower" and default_map((0.0, math.inf), "none").name == "log_lower"
