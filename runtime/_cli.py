@@ -112,6 +112,12 @@ def _expand(args: argparse.Namespace) -> None:
             print(f"  p^{c.n}(x): " + "  ".join(f"{v:.6g}" for v in c.values(x)))
 
 
+def _source(source) -> dict:
+    r"""A numeric target's file, its hash and the quality of each order's fit, as JSON."""
+    return {"kind": source.kind, "path": source.path, "sha256": source.sha256, "events": source.events or None,
+            "fits": [{"n": f.n, "chi2": f.chi2, "ndf": f.ndf, "bins": f.bins, "log_powers": f.logs, "degree": f.degree} for f in source.fits]}
+
+
 def _solve_each(minimizer, alphas: Sequence[float]) -> list[tuple[float, Any, str | None]]:
     r"""``(alpha, solution, None)`` or ``(alpha, None, reason)`` per coupling, in increasing α: each
     coupling on its own, so that one without a minimizer does not void the others."""
@@ -141,18 +147,26 @@ def _solve(args: argparse.Namespace) -> int:
     if len(reasons) == len(found):
         raise NotNormalizableError(f"{reasons[0]} (matched order {order.describe(problem.order)})")
     if args.json:
-        rows = [{"alpha": alpha, "lagrange_multiplier": None, "normalization": None, "loss": None, "q": None, "p": None, "error": reason}
+        rows = [{"alpha": alpha, "lagrange_multiplier": None, "lagrange_multiplier_error": None, "normalization": None, "loss": None,
+                 "q": None, "q_error": None, "p": None, "error": reason}
                 if s is None else
-                {"alpha": alpha, "lagrange_multiplier": s.lagrange_multiplier, "normalization": s.normalization, "loss": s.loss,
-                 "q": _numbers(s.q(x)), "p": _numbers(minimizer.p(x, alpha)), "error": None}
+                {"alpha": alpha, "lagrange_multiplier": s.lagrange_multiplier, "lagrange_multiplier_error": s.lagrange_multiplier_error,
+                 "normalization": s.normalization, "loss": s.loss, "q": _numbers(s.q(x)),
+                 "q_error": None if minimizer.uncertainty is None else _numbers(s.q_error(x)), "p": _numbers(minimizer.p(x, alpha)), "error": None}
                 for alpha, s, reason in found]
-        _print_json({"name": problem.name, "f": problem.f_kind, "x": _numbers(x), "matched_order": _matched(order, problem), "couplings": rows})
+        _print_json({"name": problem.name, "f": problem.f_kind, "x": _numbers(x), "data": [_source(d) for d in problem.data],
+                     "matched_order": _matched(order, problem), "couplings": rows})
         return 1 if reasons else 0
     print(f"{problem.name}: f = {problem.f_kind}, weight 1/(2C^2) = {problem.weight}")
-    print(f"{'alpha':>8} {'lambda':>14} {'int q*':>18} {'loss':>12}")
+    for source in problem.data:
+        print(f"  fitted from {one_line(source.describe())}")
+    error = minimizer.uncertainty is not None
+    spread_header = f"{'+- (MC)':>11}" if error else ""
+    print(f"{'alpha':>8} {'lambda':>14}{spread_header} {'int q*':>18} {'loss':>12}")
     for alpha, s, reason in found:
+        spread = f" {s.lagrange_multiplier_error:10.3g}" if s is not None and error else ""
         print(f"{alpha:8.4g}  {one_line(reason)}" if s is None else
-              f"{alpha:8.4g} {s.lagrange_multiplier:14.8g} {s.normalization:18.15f} {s.loss:12.6g}")
+              f"{alpha:8.4g} {s.lagrange_multiplier:14.8g}{spread} {s.normalization:18.15f} {s.loss:12.6g}")
     trend = ", ".join(f"{e:.3g}" for e in order.exponents)
     detail = f" (q* - p^N ~ alpha^s at fixed x; local s as alpha -> 0: {trend})" if order.exponents else ""
     print(f"matched order: {order.describe(problem.order)}{detail}")

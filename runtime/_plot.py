@@ -83,6 +83,11 @@ def _densities(frame: Frame, exact: _Exact, log_density: LogDensity, alphas: Seq
                 star = solution.q(x)
                 top = max(top, float(star[np.isfinite(star)].max(initial=0.0)))
                 ax.plot(x, star, color=_COLORS["exact"], lw=2.4, alpha=0.6, label=r"$q^*$ (exact minimizer)")
+                band = solution.q_error(x)
+                if band is not None:
+                    # a numeric target's Monte Carlo error, propagated to q* (1 sigma)
+                    ax.fill_between(x, star - band, star + band, color=_COLORS["exact"], alpha=0.2, lw=0, label=r"$q^*$ MC band ($1\sigma$)")
+                    below.fill_between(x, 1 - band / star, 1 + band / star, color=_COLORS["exact"], alpha=0.2, lw=0, label=r"$q^*$ MC band")
                 below.plot(x, flow / star, color=_COLORS["flow"], lw=1.2, ls="-.", label=r"$q/q^*$")
                 below.plot(x, p / star, color=_COLORS["p"], lw=1.0, label=r"$p/q^*$")
                 below.set_ylabel(r"ratio to $q^*$" if alpha == alphas[0] else "")

@@ -315,14 +315,16 @@ SPEC_COPY = "spec.toml"
 def _spec_copy(problem: Problem, directory: Path) -> None:
     r"""Stores the problem in the run directory as data.
 
-    A TOML spec is copied as written (with its comments); a Python spec's problem is written
-    as the equivalent TOML (:func:`~renorm.symbolic.to_toml`), so that nothing in a run directory
-    is ever code. A problem that TOML cannot express is not stored: reading the run then needs
-    the spec again (``--spec``).
+    A TOML spec is copied as written (with its comments); a Python spec's problem, and one fitted
+    from data files (whose paths are the spec's), is written as the equivalent TOML
+    (:func:`~renorm.symbolic.to_toml`: the fitted density as a formula, the files' hashes in
+    comments), so that nothing in a run directory is ever code or depends on another file. A
+    problem that TOML cannot express is not stored: reading the run then needs the spec again
+    (``--spec``).
     """
     target = directory / SPEC_COPY
     source = Path(problem.source) if problem.source else None
-    if source is not None and source.suffix != ".py":
+    if source is not None and source.suffix != ".py" and not problem.data:
         if source.resolve() != target.resolve():
             write_atomic(target, source.read_text(encoding="utf-8"))
         return

@@ -252,6 +252,7 @@ class CertificateRow:
     Attributes:
         alpha: The coupling.
         lagrange_multiplier: λ of :math:`q^*`.
+        lagrange_multiplier_error: Its Monte Carlo error for a numeric target (``None`` for a formula).
         total_variation: :math:`\frac12 \int |q - q^*|\, dx`.
         median_relative_error: Median of :math:`|q/q^* - 1|` over the bulk.
         max_relative_error: Maximum of :math:`|q/q^* - 1|` over the bulk.
@@ -266,6 +267,7 @@ class CertificateRow:
 
     alpha: float
     lagrange_multiplier: float
+    lagrange_multiplier_error: float | None
     total_variation: float
     median_relative_error: float
     max_relative_error: float
@@ -319,6 +321,7 @@ def _certificate_row(exact: _Exact, log_density: LogDensity, alpha: float) -> Ce
     return CertificateRow(
         alpha=alpha,
         lagrange_multiplier=float(solution.lagrange_multiplier),
+        lagrange_multiplier_error=solution.lagrange_multiplier_error,
         total_variation=0.5 * distance,
         median_relative_error=float(np.median(relative)),
         max_relative_error=float(np.max(relative)),
@@ -890,7 +893,8 @@ def _density_checks(found: _Found, normalization_tolerance: float) -> list[Check
     ]
     if found.rows:
         # losses may diverge (inf); nothing may be NaN
-        values = [(f.name, float(getattr(row, f.name))) for row in found.rows for f in fields(row) if f.name != "bulk"]
+        values = [(f.name, float(getattr(row, f.name))) for row in found.rows for f in fields(row)
+                  if f.name != "bulk" and getattr(row, f.name) is not None]
         bad = [name for name, v in values if math.isnan(v) or (math.isinf(v) and "loss" not in name)]
         report.append(Check("certificate finite", True, not bad,
                             f"{bad[0]} is not finite" if bad else "TV, relative errors, losses and normalization against q* at every coupling"))

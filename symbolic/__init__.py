@@ -10,11 +10,17 @@ from ._errors import SpecError as SpecError
 from ._errors import one_line as one_line
 from ._expand import Coefficient as Coefficient
 from ._expand import coefficients as coefficients
+from ._data import Histogram as Histogram
+from ._data import read_events as read_events
+from ._data import read_histogram as read_histogram
 from ._expand import expand as expand
 from ._files import json_safe as json_safe
 from ._files import write_atomic as write_atomic
 from ._frame import Frame as Frame
 from ._frame import distance_frame as distance_frame
+from ._fit import DataSource as DataSource
+from ._fit import OrderFit as OrderFit
+from ._fit import fit_order as fit_order
 from ._functions import SPECIAL_FUNCTIONS as SPECIAL_FUNCTIONS
 from ._functions import SpecialFunction as SpecialFunction
 from ._functions import register_function as register_function
@@ -60,4 +66,5 @@ __all__ = [
     "matched_order", "solve", "bulk_points", "SpecialFunction", "SPECIAL_FUNCTIONS", "register_function", "unregister_function", "LIMITS", "Limits", "Problem", "load_spec", "make_problem", "parse_expression",
     "to_toml", "one_line", "OneLineParser", "budget", "OverBudget", "write_atomic", "json_safe",
     "MatchingFunction", "LossKernel", "MATCHING", "matching_function",
+    "Histogram", "read_events", "read_histogram", "OrderFit", "DataSource", "fit_order",
 ]

@@ -177,6 +177,10 @@ def _simpler(problem: Problem, value: sp.Expr) -> sp.Expr:
     digits (to 1e-30, so that a sum that cancels exactly, ``sin(x)**2 + cos(x)**2 - 1``, may
     become 0 although float64 leaves rounding noise).
     """
+    if value.has(sp.Float):
+        # a fitted coefficient is already polynomials times logarithms; simplify would fold a
+        # float polynomial into the logarithm, log(1/(2x))**P -> log((1/(2x))**P)
+        return value
     simple = within(LIMITS.seconds / 10, lambda: sp.simplify(value), value)
     if simple == value or not value.has(problem.x):
         return simple

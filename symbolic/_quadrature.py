@@ -45,6 +45,17 @@ class Quadrature:
     #: Left edges and values of the final panels (to read off partial integrals).
     edges: np.ndarray = field(default_factory=lambda: np.empty(0), repr=False)
     contributions: np.ndarray = field(default_factory=lambda: np.empty(0), repr=False)
+    #: Right edges of the final panels.
+    rights: np.ndarray = field(default_factory=lambda: np.empty(0), repr=False)
+
+    def on_panels(self, fn: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+        r"""The K15 integral of a vector-valued ``fn`` (abscissae of shape ``(P, 15)`` to values of
+        shape ``(P, 15, K)``) on these panels, for integrands that the scalar one, adapted first,
+        resolves as well."""
+        half = 0.5 * (self.rights - self.edges)
+        mid = 0.5 * (self.rights + self.edges)
+        values = np.asarray(fn(mid[:, None] + half[:, None] * NODES[None, :]), dtype=float)
+        return np.einsum("p,pnk,n->k", half, values, KRONROD)
 
 
 def integrate(
@@ -106,7 +117,7 @@ def integrate(
         value = np.concatenate([value[keep], new_value])
         error = np.concatenate([error[keep], new_error])
         floor = np.concatenate([floor[keep], new_floor])
-    return Quadrature(float(value.sum()), float(error.sum()), left.size, left, value)
+    return Quadrature(float(value.sum()), float(error.sum()), left.size, left, value, right)
 
 
 def _panels(fn: Callable[[np.ndarray], np.ndarray], left: np.ndarray, right: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Callable, Sequence
 
 import numpy as np
@@ -19,6 +20,7 @@ from ._numeric import numeric
 from ._maps import quadrature_map
 from ._quadrature import integrate_support
 from ._spec import LIMITS, Problem
+from ._uncertainty import MonteCarloError
 
 __all__ = [
     "ExactMinimizer", "Solution", "MatchedOrder",
@@ -73,6 +75,17 @@ class Solution:
         r""":math:`q^*(x|\alpha)` at points of the support."""
         return self.minimizer.q(np.asarray(x, dtype=float), self.alpha, self.lagrange_multiplier)
 
+    @property
+    def lagrange_multiplier_error(self) -> float | None:
+        r"""One standard deviation of λ from a numeric target's Monte Carlo errors (``None`` for a formula)."""
+        uncertainty = self.minimizer.uncertainty
+        return None if uncertainty is None else uncertainty.multiplier(self.alpha, self.lagrange_multiplier)
+
+    def q_error(self, x: np.ndarray) -> np.ndarray | None:
+        r"""One standard deviation of :math:`q^*(x|\alpha)` from a numeric target's Monte Carlo errors."""
+        uncertainty = self.minimizer.uncertainty
+        return None if uncertainty is None else uncertainty.q(np.asarray(x, dtype=float), self.alpha, self.lagrange_multiplier)
+
 
 class ExactMinimizer:
     r"""Numerical evaluation of :math:`q_\lambda(x|\alpha)` and the solution of :math:`\int q_\lambda = 1`.
@@ -95,6 +108,11 @@ class ExactMinimizer:
         self._inner = _at_zero(problem)
         #: The matching function's pointwise pieces.
         self.matching = matching_function(problem)
+
+    @cached_property
+    def uncertainty(self) -> MonteCarloError | None:
+        r"""The propagation of a numeric target's Monte Carlo errors (``None`` for a formula)."""
+        return MonteCarloError(self) if self.problem.data else None
 
     # pointwise pieces -------------------------------------------------------------
     def p(self, x: np.ndarray, alpha: float) -> np.ndarray:

@@ -321,6 +321,9 @@ class Problem:
         source: The spec file the problem came from, if any.
         training: The spec's other ``[train]`` settings (names of ``renorm.runtime.TrainConfig``,
             checked by the runtime, which owns that list); not part of :attr:`sha256`.
+        data: The numeric sources (``events`` or ``histogram`` files, with their fits) that
+            orders of :attr:`density` were fitted from; not part of :attr:`sha256`, which the
+            fitted density already fixes.
     """
 
     name: str
@@ -337,6 +340,7 @@ class Problem:
     constants: dict[str, sp.Expr] = field(default_factory=dict)
     source: str | None = None
     training: dict[str, Any] = field(default_factory=dict)
+    data: tuple[Any, ...] = ()
 
     #: The symbol :math:`q` in which :attr:`f` is written.
     q = sp.Symbol("q", positive=True)
@@ -432,7 +436,7 @@ def _matching_function(f: Any, q: sp.Symbol) -> tuple[sp.Expr, str]:
 def make_problem(
     *,
     name: str,
-    density: Any,
+    density: Any = None,
     x: Any = "x",
     coupling: Any = "alpha",
     support: tuple[Any, Any] = (0, 1),
@@ -445,12 +449,20 @@ def make_problem(
     constants: Mapping[str, Any] | None = None,
     source: str | None = None,
     training: Mapping[str, Any] | None = None,
+    events: str | Path | None = None,
+    histogram: str | Path | None = None,
+    base: str | Path | None = None,
 ) -> Problem:
     r"""Builds and validates a :class:`Problem` from strings or SymPy objects.
 
     Arguments:
         name: Identifier of the problem.
-        density: :math:`p^N(x|\alpha)`, a string or SymPy expression.
+        density: :math:`p^N(x|\alpha)`, a string or SymPy expression; with ``events`` or
+            ``histogram``, the orders known analytically (or omitted).
+        events: Weighted Monte Carlo events (``.npz`` or ``.csv``): a column named after ``x``
+            and weights ``w0`` … ``wN`` (see :func:`~renorm.symbolic._data.read_events`).
+        histogram: A histogram CSV ``lo,hi,p1,p1_err,…`` of per-order bin averages.
+        base: The folder relative data paths are read from (a spec's own folder).
         x: The observable's name (or SymPy symbol).
         coupling: The coupling's name (or SymPy symbol).
         support: Endpoints :math:`(a, b)`, strings or numbers; ``"oo"`` allowed.
@@ -487,7 +499,10 @@ def make_problem(
         _check_free(expr, {xs, alpha}, where)
         return expr
 
-    p = physics_expr(density, "target.density")
+    p = physics_expr(density, "target.density") if density is not None else sp.Integer(0)
+    p, data = _with_data(p, events, histogram, base, x_name, (lower, upper), singular, order, xs, alpha)
+    if density is None and not data:
+        raise SpecError("target.density: missing (the [target] table needs a density, events or a histogram)")
     if alpha not in p.free_symbols:
         raise SpecError(f"target.density: {_short(sp.sstr(p))} does not depend on the coupling {a_name!r}")
     f_expr, f_kind = _matching_function(f, Problem.q)
@@ -495,10 +510,42 @@ def make_problem(
     problem = Problem(
         name=name, x=xs, coupling=alpha, support=ends, singular=singular, order=order,
         density=p, f=f_expr, f_kind=f_kind, weight=w, coupling_range=_coupling_range(coupling_range),
-        constants=values, source=source, training=_training(training or {}),
+        constants=values, source=source, training=_training(training or {}), data=data,
     )
     _check_weight(problem)
     return problem
+
+
+def _with_data(p: sp.Expr, events: Any, histogram: Any, base: Any, x_name: str, support: tuple[float, float], singular: str,
+               order: int, x: sp.Symbol, alpha: sp.Symbol) -> tuple[sp.Expr, tuple[Any, ...]]:
+    r"""The formula ``p`` plus the orders a data file gives, each times :math:`\alpha^n`, and the file's provenance."""
+    given = [(kind, path) for kind, path in (("events", events), ("histogram", histogram)) if path is not None]
+    if not given:
+        return p, ()
+    if len(given) > 1:
+        raise SpecError("target: give events or a histogram, not both")
+    from ._fit import numeric_orders  # reads and fits only for numeric targets
+
+    kind, path = given[0]
+    if not isinstance(path, (str, Path)) or not str(path):
+        raise SpecError(f"target.{kind}: expected a file name, got {_short(path)}")
+    path = Path(path)
+    if not path.is_absolute() and base is not None:
+        path = Path(base) / path
+    orders, source = numeric_orders(kind, path, x_name, support, singular, order, x)
+    for n in orders:
+        formula = sp.diff(p, alpha, n).subs(alpha, 0) / sp.factorial(n) if p != 0 else sp.Integer(0)
+        if sp.expand(formula) != 0 and _nonzero(formula, x, support):
+            raise SpecError(f"target: order {n} is given both by the density formula and by the {kind} file; give each order once")
+    return p + sp.Add(*(alpha**n * expr for n, expr in orders.items())), (source,)
+
+
+def _nonzero(expr: sp.Expr, x: sp.Symbol, support: tuple[float, float]) -> bool:
+    a, b = support
+    points = np.linspace(a, b, 23)[1:-1] if math.isfinite(b) else a + np.logspace(-3, 3, 21)
+    with np.errstate(all="ignore"):
+        values = np.broadcast_to(np.asarray(sp.lambdify(x, expr, "numpy")(points), dtype=complex), points.shape)
+    return bool(np.any(values != 0))
 
 
 def _variable_names(x: Any, coupling: Any) -> tuple[str, str]:
@@ -600,7 +647,7 @@ def _check_weight(problem: Problem) -> None:
 
 _TOML_KEYS = {
     "": {"name", "constants", "target", "matching", "train"},
-    "target": {"x", "alpha", "support", "singular", "order", "density"},
+    "target": {"x", "alpha", "support", "singular", "order", "density", "events", "histogram"},
     "matching": {"f", "C", "weight"},
     "train": None,  # alpha_range, and the runtime's training settings (checked there)
 }
@@ -685,13 +732,16 @@ def _parse_toml(text: str, default_name: str, source: str | None) -> Problem:
     if not isinstance(data.get("constants", {}), dict):
         raise SpecError("constants: expected a table")
     target = data.get("target")
-    if not isinstance(target, dict) or "density" not in target:
-        raise SpecError("target.density: missing (the [target] table needs a density)")
+    if not isinstance(target, dict) or not {"density", "events", "histogram"} & set(target):
+        raise SpecError("target.density: missing (the [target] table needs a density, events or a histogram)")
     matching = data.get("matching", {})
     train = data.get("train", {})
     return make_problem(
         name=data.get("name", default_name),
-        density=target["density"],
+        density=target.get("density"),
+        events=target.get("events"),
+        histogram=target.get("histogram"),
+        base=Path(source).parent if source else None,
         x=target.get("x", "x"),
         coupling=target.get("alpha", "alpha"),
         support=target.get("support", ["0", "1"]),
@@ -727,6 +777,7 @@ def to_toml(problem: Problem) -> str:
     f = matching_function(problem).spec
     lines = [
         "# The problem of a renorm-flows run, stored as data (constants substituted).",
+        *(f"# density fitted from {one_line(source.describe())}" for source in problem.data),
         f"name = {_toml_string(problem.name)}",
         "",
         "[target]",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import hashlib
+import io
 import os
 import shutil
 import subprocess
@@ -18,6 +19,7 @@ import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -139,6 +141,63 @@ CASES: dict[str, Case] = {
                                      "its expansion vanishes through order 1"),
     "sample-too-many": Case({"s.toml": spec()}, ["renorm", "sample", "run", "--alpha", "0.1", "-n", "1000000000000"], "-n must be between 1 and"),
 }
+
+
+def _npz(**arrays) -> bytes:
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def data_spec(line: str, support: str = '["0", "1/2"]') -> str:
+    r"""A spec whose target is a data file (``line``, e.g. ``events = "e.npz"``)."""
+    return f'name = "d"\n[target]\nsupport = {support}\n{line}\n[matching]\nf = "log"\n'
+
+
+_X = np.geomspace(1e-4, 0.4, 400)
+_W = 1e-3 / _X * 0.01
+_GOOD = {"x": _X, "w1": _W}
+_SOLVE = ["renorm", "solve", "s.toml", "--alpha", "0.1"]
+_HEADER = "lo,hi,p1,p1_err\n"
+_BINS = "".join(f"{float(lo)!r},{float(hi)!r},{float(1 / lo)!r},{float(0.01 / lo)!r}\n" for lo, hi in zip(np.geomspace(1e-4, 0.25, 12)[:-1], np.geomspace(1e-4, 0.25, 12)[1:]))
+
+CASES.update({
+    # numeric targets: every bad file is one line naming it and the problem, exit 2, nothing written
+    "events-missing": Case({"s.toml": data_spec('events = "e.npz"')}, _SOLVE, "e.npz: no such data file"),
+    "events-empty": Case({"s.toml": data_spec('events = "e.npz"'), "e.npz": b""}, _SOLVE, "e.npz: the file is empty"),
+    "events-not-a-zip": Case({"s.toml": data_spec('events = "e.npz"'), "e.npz": b"x,w1\n0.1,1\n"}, _SOLVE, "not an .npz archive"),
+    "events-csv-binary": Case({"s.toml": data_spec('events = "e.csv"'), "e.csv": b"\xff\xfe\x00\x01"}, _SOLVE, "not a text CSV file"),
+    "events-wrong-extension": Case({"s.toml": data_spec('events = "e.txt"'), "e.txt": "x,w1\n0.1,1\n"}, _SOLVE, "events must be an .npz or a .csv file"),
+    "events-no-x": Case({"s.toml": data_spec('events = "e.npz"'), "e.npz": _npz(y=_X, w1=_W)}, _SOLVE, "no column 'x' (the spec's variable)"),
+    "events-no-weights": Case({"s.toml": data_spec('events = "e.npz"'), "e.npz": _npz(x=_X)}, _SOLVE, "no weight columns w0, w1"),
+    "events-nan-weight": Case({"s.toml": data_spec('events = "e.npz"'), "e.npz": _npz(x=_X, w1=np.where(_X > 0.1, np.nan, _W))}, _SOLVE, "w1 = nan is not a finite number"),
+    "events-inf-x": Case({"s.toml": data_spec('events = "e.npz"'), "e.npz": _npz(x=np.where(_X > 0.3, np.inf, _X), w1=_W)}, _SOLVE, "x = inf is not a finite number"),
+    "events-outside": Case({"s.toml": data_spec('events = "e.npz"'), "e.npz": _npz(x=_X * 2, w1=_W)}, _SOLVE, "lies outside the support [0, 0.5]"),
+    "events-2d": Case({"s.toml": data_spec('events = "e.npz"'), "e.npz": _npz(x=_X.reshape(20, 20), w1=_W.reshape(20, 20))}, _SOLVE, "must be one-dimensional"),
+    "events-lengths": Case({"s.toml": data_spec('events = "e.npz"'), "e.npz": _npz(x=_X, w1=_W[:-1])}, _SOLVE, "the arrays differ in length"),
+    "events-beyond-order": Case({"s.toml": data_spec('events = "e.npz"'), "e.npz": _npz(x=_X, w1=_W, w3=_W)}, _SOLVE, "weights w3 beyond the target's order 1"),
+    "events-groups-decrease": Case({"s.toml": data_spec('events = "e.npz"'), "e.npz": _npz(x=_X, w1=_W, group=np.arange(400)[::-1])}, _SOLVE, "group ids must not decrease"),
+    "events-too-few": Case({"s.toml": data_spec('events = "e.npz"'), "e.npz": _npz(x=_X[:150], w1=_W[:150])}, _SOLVE, "too few to bin"),
+    "events-not-normalized": Case({"s.toml": data_spec('events = "e.npz"'), "e.npz": _npz(x=np.column_stack([_X, 0 * _X]).ravel(), w1=np.column_stack([_W, -2 * _W]).ravel(),
+                                                                                                 group=np.repeat(np.arange(400), 2))}, _SOLVE,
+                                  "but a normalized target needs the integral of p^1 to be 0"),
+    "events-csv-short-row": Case({"s.toml": data_spec('events = "e.csv"'), "e.csv": "x,w1\n0.1,1\n0.2\n"}, _SOLVE, "line 3: 1 fields where the header has 2"),
+    "events-codegen": Case({"s.toml": data_spec('events = "e.npz"'), "e.npz": b"junk"}, ["renorm-codegen", "s.toml", "-o", "out.py"], "not an .npz archive", absent=("out.py",)),
+    "events-train": Case({"s.toml": data_spec('events = "e.npz"'), "e.npz": b"junk"}, ["renorm", "train", "s.toml", "--out", "run"], "not an .npz archive", absent=("run",)),
+    "histogram-unsorted": Case({"s.toml": data_spec('histogram = "h.csv"'), "h.csv": _HEADER + "0.2,0.3,1,0.1\n0.1,0.2,1,0.1\n"}, _SOLVE, "are not sorted"),
+    "histogram-overlap": Case({"s.toml": data_spec('histogram = "h.csv"'), "h.csv": _HEADER + "0.1,0.3,1,0.1\n0.2,0.4,1,0.1\n"}, _SOLVE, "overlap"),
+    "histogram-negative-error": Case({"s.toml": data_spec('histogram = "h.csv"'), "h.csv": _HEADER + "0.1,0.2,1,-0.1\n"}, _SOLVE, "errors must be positive"),
+    "histogram-no-error-column": Case({"s.toml": data_spec('histogram = "h.csv"'), "h.csv": "lo,hi,p1\n0.1,0.2,1\n"}, _SOLVE, "has no error column 'p1_err'"),
+    "histogram-nan": Case({"s.toml": data_spec('histogram = "h.csv"'), "h.csv": _HEADER + "0.1,0.2,nan,0.1\n"}, _SOLVE, "nan is not finite"),
+    "histogram-beyond-support": Case({"s.toml": data_spec('histogram = "h.csv"'), "h.csv": _HEADER + "0.1,0.7,1,0.1\n"}, _SOLVE, "beyond the support"),
+    "histogram-too-few-bins": Case({"s.toml": data_spec('histogram = "h.csv"'), "h.csv": _HEADER + "0.1,0.2,1,0.1\n0.2,0.3,1,0.1\n"}, _SOLVE, "2 bins cannot fit"),
+    "histogram-empty": Case({"s.toml": data_spec('histogram = "h.csv"'), "h.csv": ""}, _SOLVE, "h.csv: the file is empty"),
+    "histogram-kink": Case({"s.toml": data_spec('histogram = "h.csv"'), "h.csv": _HEADER + "".join(
+        f"{float(lo)!r},{float(hi)!r},{float(1 / lo if lo < 0.01 else 50.0 / lo)!r},{float(1e-4 / lo)!r}\n" for lo, hi in zip(np.geomspace(1e-4, 0.25, 40)[:-1], np.geomspace(1e-4, 0.25, 40)[1:]))},
+        _SOLVE, "no fit of the form"),
+    "histogram-and-events": Case({"s.toml": data_spec('histogram = "h.csv"\nevents = "e.npz"'), "h.csv": _HEADER + _BINS}, _SOLVE, "give events or a histogram, not both"),
+    "histogram-half-line": Case({"s.toml": data_spec('histogram = "h.csv"', '["0", "oo"]'), "h.csv": _HEADER + _BINS}, _SOLVE, "infinite support is not supported yet"),
+})
 
 
 def _prepare(case_id: str, case: Case, root: Path) -> Path:
