@@ -7,11 +7,21 @@ import os
 import pytest
 
 from renorm.runtime import TrainConfig, certificate, train
-from renorm.symbolic import load_spec
+from renorm.symbolic import load_spec, make_problem
 
-from ..symbolic.test_data import ALPHAS, _spec, _write_events, emissions, formula  # noqa: F401 (fixtures)
+from ..symbolic.test_data import ALPHAS, ANGULARITY_P1, GENERATOR, _spec, _write_events
 
 FULL = os.environ.get("RENORM_FULL") == "1"
+
+
+@pytest.fixture(scope="module")
+def emissions():
+    return GENERATOR.emissions(1_000_000, 12.0, seed=1)
+
+
+@pytest.fixture(scope="module")
+def formula():
+    return make_problem(name="formula", density=f"alpha*{ANGULARITY_P1}", support=("0", "1/2"), constants={"CF": "4/3"})
 
 
 @pytest.mark.slow
