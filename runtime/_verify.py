@@ -111,15 +111,16 @@ def _framed(problem: Problem, log_density: LogDensity | None, distance: bool) ->
 class _Exact:
     r"""The exact minimizer with λ(α), break points and bulks cached; ``available`` is False where it does not exist.
 
-    Instances are shared per problem (by its hash, a few at a time): solving for λ(α) is the
-    expensive part of a verification, and the same couplings recur in every check.
+    Instances are shared per problem (by its hash and its data files', a few at a time): solving
+    for λ(α) is the expensive part of a verification, and the same couplings recur in every check.
+    A numeric target and its fitted density as a formula share the hash but not the Monte Carlo errors.
     """
 
-    _shared: dict[str, "_Exact"] = {}
+    _shared: dict[tuple[str, ...], "_Exact"] = {}
 
     @classmethod
     def of(cls, problem: Problem) -> "_Exact":
-        key = problem.sha256
+        key = (problem.sha256, *(source.sha256 for source in problem.data))
         if key not in cls._shared:
             if len(cls._shared) >= 8:
                 cls._shared.pop(next(iter(cls._shared)))

@@ -2,7 +2,9 @@ r"""Training on a numeric target: the flow against the formula's exact minimizer
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 
 import pytest
 
@@ -35,3 +37,28 @@ def test_a_flow_trained_on_events_is_close_to_the_formulas_minimizer(tmp_path, e
     run = train(problem, tmp_path / "run", config, progress=False)
     rows = certificate(formula, run.log_density, list(ALPHAS))
     assert max(r.total_variation for r in rows) <= 5e-3, [r.total_variation for r in rows]
+
+
+def test_renorm_run_on_a_histogram_and_a_run_directory_that_needs_no_data_file(tmp_path, capsys):
+    from renorm.runtime._cli import main
+
+    from .. import schema
+    from ..conftest import EXAMPLES
+
+    run = tmp_path / "run"
+    code = main(["run", str(EXAMPLES / "mc" / "angularity_histogram.toml"), "--out", str(run), "--epochs", "10", "--refine", "1", "--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert code in (0, 1) and not schema.errors(report, "run")
+    stored = (run / "spec.toml").read_text()
+    assert "density fitted from histogram" in stored and 'histogram = "' not in stored
+    # the run directory alone, moved away from the data file, still verifies with the MC errors
+    moved = tmp_path / "elsewhere"
+    shutil.copytree(run, moved)
+    assert main(["verify", str(moved), "--json"]) in (0, 1)
+    verified = json.loads(capsys.readouterr().out)
+    assert not schema.errors(verified, "verify")
+    # the stored spec holds the fitted density only: the errors stay with the original spec
+    assert all(row["lagrange_multiplier_error"] is None for row in verified["couplings"])
+    assert main(["verify", str(moved), "--spec", str(EXAMPLES / "mc" / "angularity_histogram.toml"), "--json"]) in (0, 1)
+    with_data = json.loads(capsys.readouterr().out)
+    assert all(0 < row["lagrange_multiplier_error"] < 0.01 * row["lagrange_multiplier"] for row in with_data["couplings"])
