@@ -35,8 +35,9 @@ class TrainConfig:
         lr: Adam's learning rate (cosine-annealed to ``lr * 1e-2`` when ``schedule = cosine``).
         optimizer: ``adam`` or ``lbfgs`` (full-batch, needs ``sampling = quadrature``).
         mode: ``functional`` (the loss of DESIGN §1 on the generated kernels), ``distill``
-            (forward KL from the exact minimizer q*), or ``auto``: distill where an exact
-            minimizer exists, else the functional.
+            (forward KL from the exact minimizer q*), ``events`` (f = linear on a target given as
+            events: the loss straight from the events, :math:`\int w q^2 - 2 E_p[w q]`, no density
+            estimate), or ``auto``: distill where an exact minimizer exists, else the functional.
         sampling: ``quadrature`` (deterministic Gauss–Legendre nodes in the latent variable and in α)
             or ``monte-carlo`` (fresh uniform latent points and α each step).
         x_points, alpha_points: Quadrature nodes, or the Monte Carlo batch (the seed used 512 × 32).
@@ -61,7 +62,8 @@ class TrainConfig:
     refine: int = _setting(100, "L-BFGS refinement steps after them, at most (stopping early; 0 = off, needed with monte-carlo)")
     lr: float = _setting(1e-2, "Adam's learning rate, cosine-annealed to 1%% of it")
     optimizer: str = _setting("adam", "the main optimizer", ("adam", "lbfgs"))
-    mode: str = _setting("auto", "distill q* where it exists (auto) or train on the loss functional", ("auto", "functional", "distill"))
+    mode: str = _setting("auto", "distill q* where it exists (auto), train on the loss functional, or (f = linear) on the events themselves",
+                         ("auto", "functional", "distill", "events"))
     sampling: str = _setting("quadrature", "deterministic Gauss-Legendre nodes or fresh uniform points each step", ("quadrature", "monte-carlo"))
     x_points: int = _setting(128, "latent quadrature nodes (or the Monte Carlo batch); at least 64")
     alpha_points: int = _setting(32, "coupling nodes (or the Monte Carlo batch)")
@@ -98,7 +100,7 @@ class TrainConfig:
             (self.refine >= 0, f"refine must be >= 0, got {self.refine}"),
             (self.lr > 0 and math.isfinite(self.lr), f"lr must be positive, got {self.lr}"),
             (self.optimizer in ("adam", "lbfgs"), f"optimizer must be adam or lbfgs, got {self.optimizer!r}"),
-            (self.mode in ("auto", "functional", "distill"), f"mode must be auto, functional or distill, got {self.mode!r}"),
+            (self.mode in ("auto", "functional", "distill", "events"), f"mode must be auto, functional, distill or events, got {self.mode!r}"),
             (self.sampling in ("quadrature", "monte-carlo"), f"sampling must be quadrature or monte-carlo, got {self.sampling!r}"),
             (not (self.optimizer == "lbfgs" and self.sampling != "quadrature"), "lbfgs needs deterministic quadrature sampling"),
             (not (self.mode == "distill" and self.sampling != "quadrature"), "distill needs quadrature sampling (q* is tabulated on the grid)"),

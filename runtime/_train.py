@@ -19,8 +19,8 @@ import torch
 from torch import Tensor
 
 from renorm.symbolic import (
-    MAPS, ExactMinimizer, Frame, NotNormalizableError, Problem, RenormError, SupportMap, default_map, distance_frame, expand, load_spec,
-    numeric, one_line, solve, to_toml, write_atomic,
+    MAPS, ExactMinimizer, Frame, NotNormalizableError, Problem, RenormError, SupportMap, default_map, distance_frame, event_sample, expand,
+    load_spec, numeric, one_line, solve, to_toml, write_atomic,
 )
 
 from ._checkpoint import FORMAT, Interrupted, clean_orphans, deferred_signals, read_checkpoint, run_lock, save_checkpoint, saving
@@ -95,14 +95,7 @@ class Objective:
         self.dtype, self.device = dtype, device
         self.kernels = load(problem)
         self.latent_lo, self.latent_hi = training_range(flow.support_map, dtype)
-        mean, spread = float(flow.shift), float(flow.scale)
-        # dense panels over the bulk (±6 spreads), a few wide ones over the tails
-        lo, hi = self.latent_lo, self.latent_hi
-        inner_lo, inner_hi = max(lo, mean - 6 * spread), min(hi, mean + 6 * spread)
-        panels = max(4, config.x_points // 8)
-        edges = np.unique(np.concatenate([np.linspace(lo, inner_lo, 5), np.linspace(inner_lo, inner_hi, panels - 7), np.linspace(inner_hi, hi, 5)]))
-        y, w = _gauss_legendre(edges)
-        self.y, self.y_weight = self._tensor(y), self._tensor(w)
+        self.y, self.y_weight = (self._tensor(v) for v in self.latent_grid(max(4, config.x_points // 8)))
         # couplings: Gauss–Legendre in the context's own scale (log α by default), so the small-α
         # end where the distribution changes fastest is not under-weighted (measured: TV at
         # α = 0.05 stalled at 1e-2 with nodes uniform in α)
@@ -111,8 +104,17 @@ class Objective:
         self.alpha_weight = self._tensor(weights / weights.sum())
         self.generator = torch.Generator(device="cpu").manual_seed(config.seed + 1)
         self.mode, self.target = self._objective_mode()
+        self.events = _EventLoss(self) if self.mode == "events" else None
         self._validation: tuple[Tensor, Tensor, Tensor, Tensor | None] | None = None
         self.coefficients = [numeric(c, (problem.x,)) for c in expand(problem)] if config.taylor_weight > 0 else None
+
+    def latent_grid(self, panels: int) -> tuple[np.ndarray, np.ndarray]:
+        r"""Gauss–Legendre nodes and weights: dense panels over the bulk (±6 spreads), a few wide ones over the tails."""
+        mean, spread = float(self.flow.shift), float(self.flow.scale)
+        lo, hi = self.latent_lo, self.latent_hi
+        inner_lo, inner_hi = max(lo, mean - 6 * spread), min(hi, mean + 6 * spread)
+        edges = np.unique(np.concatenate([np.linspace(lo, inner_lo, 5), np.linspace(inner_lo, inner_hi, panels - 7), np.linspace(inner_hi, hi, 5)]))
+        return _gauss_legendre(edges)
 
     def _tensor(self, values: np.ndarray) -> Tensor:
         return torch.as_tensor(np.asarray(values, dtype=np.float64), device=self.device).to(self.dtype)
@@ -134,6 +136,9 @@ class Objective:
         The target lives on the quadrature grid, so Monte Carlo sampling means the functional.
         """
         mode = self.config.mode
+        if mode == "events":
+            _check_events_mode(self.problem)
+            return "events", None
         if mode == "functional" or (mode == "auto" and self.config.sampling != "quadrature"):
             return "functional", None
         try:
@@ -161,7 +166,8 @@ class Objective:
         training objective while the distance to q* between the nodes grew 30-fold).
         """
         if self._validation is None:
-            y, weight = _gauss_legendre(np.linspace(float(self.y.min()), float(self.y.max()), self.config.x_points // 6 + 2), order=7)
+            panels = (self.config.x_points // 6 + 1) * (_EventLoss.DENSER if self.events is not None else 1)
+            y, weight = _gauss_legendre(np.linspace(float(self.y.min()), float(self.y.max()), panels + 1), order=7)
             nodes, _ = np.polynomial.legendre.leggauss(self.config.alpha_points)
             t = (nodes + 1) / 2
             t = np.concatenate([[0.0], 0.5 * (t[1:] + t[:-1]), [1.0]])
@@ -169,7 +175,11 @@ class Objective:
             target = self._distillation_target(y, alpha) if self.target is not None else None
             self._validation = (y, weight, alpha, target)
         y, weight, alpha, target = self._validation
-        value = float(self._per_alpha(self.flow.log_prob_latent(y, alpha), y, weight, alpha, target).mean())
+        if self.events is not None:
+            square = self.events.square(self.flow.log_prob_latent(y, alpha), y, weight, alpha)
+            value = float(square.mean() - 2 * self.events.expectation(alpha, torch.full_like(alpha, 1.0 / alpha.numel()), validation=True))
+        else:
+            value = float(self._per_alpha(self.flow.log_prob_latent(y, alpha), y, weight, alpha, target).mean())
         if self.coefficients is not None:
             # the stopping rule must see the whole objective, or it stops where the two terms trade
             with torch.enable_grad():
@@ -202,8 +212,14 @@ class Objective:
 
     def __call__(self) -> Tensor:
         y, y_weight, alpha, alpha_weight = self.grid()
-        per_alpha = self._per_alpha(self.flow.log_prob_latent(y, alpha), y, y_weight, alpha, self.target)
-        loss = (alpha_weight * per_alpha).sum()
+        if self.events is not None:
+            if self.config.sampling == "quadrature":
+                y, y_weight = self.events.y, self.events.y_weight
+            square = self.events.square(self.flow.log_prob_latent(y, alpha), y, y_weight, alpha)
+            loss = (alpha_weight * square).sum() - 2 * self.events.expectation(alpha, alpha_weight)
+        else:
+            per_alpha = self._per_alpha(self.flow.log_prob_latent(y, alpha), y, y_weight, alpha, self.target)
+            loss = (alpha_weight * per_alpha).sum()
         if self.coefficients is not None:
             loss = loss + self.config.taylor_weight * self.taylor(y, y_weight)
         return loss
@@ -310,6 +326,83 @@ class Run:
 
 #: The run directory's copy of the problem: always a TOML spec, which is data.
 SPEC_COPY = "spec.toml"
+
+
+def _check_events_mode(problem: Problem) -> None:
+    r"""Refuses ``mode = events`` where it does not apply, in one line."""
+    if problem.f_kind != "linear" or not any(source.kind == "events" for source in problem.data):
+        raise RenormError(f"mode events trains f = linear on a target given as events (target.events); {problem.name} has "
+                          f"f = {problem.f_kind} and {'events' if any(s.kind == 'events' for s in problem.data) else 'no events'}")
+    if not distance_frame(problem).identity:
+        raise RenormError("mode events at a singular endpoint other than 0 is not supported yet (the flow trains in the distance to it, "
+                          "the events are in x)")
+
+
+class _EventLoss:
+    r"""``f = linear`` straight from Monte Carlo events, without a density estimate:
+
+    .. math:: L[q] - \int w p^2 = \int w q^2\, dx - 2 E_p[w q],
+
+    the first term by quadrature in the latent variable, the expectation as the events' weighted
+    sum :math:`\sum_i w_i(\alpha)\, w(x_i, \alpha)\, q(x_i|\alpha)` (events at the singular end, where
+    q has no δ part, contribute nothing). The constant :math:`\int w p^2` is not known from events,
+    so the loss reported in this mode is :math:`L[q]` less it. Each event is paired with one
+    coupling node (a fixed random pairing with quadrature sampling, fresh each step with Monte
+    Carlo), so a step evaluates the flow once per event: :data:`SAMPLE` events for training and
+    a disjoint quarter as many for the refinement's validation. With quadrature sampling the first
+    term has its own grid, :data:`DENSER` times the training grid's nodes: on a grid as coarse as
+    the other modes' the flow learns to put probability between the nodes, where the events
+    reward it and the quadrature does not see it (measured: TV 0.85 from q* after 60 steps with
+    64 nodes, against 0.03 for the same budget on the formula).
+    """
+
+    SAMPLE = 1 << 15
+    DENSER = 16
+
+    def __init__(self, objective: "Objective"):
+        self.objective = objective
+        problem, config = objective.problem, objective.config
+        (source,) = [source for source in problem.data if source.kind == "events"]
+        sample = event_sample(source.path, problem.x.name, problem.support_floats, problem.singular, problem.order)
+        generator = np.random.default_rng(config.seed + 2)
+        order = generator.permutation(sample.x.size)
+        # the training and validation events are disjoint; each carries its share of the whole sample
+        cut = min(self.SAMPLE, (4 * sample.x.size) // 5)
+        train, check = order[:cut], order[cut:cut + max(cut // 4, 1)]
+        self.sets = {False: self._tensors(sample, train, generator), True: self._tensors(sample, check, generator)}
+        self.monte_carlo = config.sampling != "quadrature"
+        self.y, self.y_weight = (objective._tensor(v) for v in objective.latent_grid(self.DENSER * max(4, config.x_points // 8)))
+
+    def _tensors(self, sample, index: np.ndarray, generator: np.random.Generator) -> dict[str, Tensor]:
+        x = torch.as_tensor(sample.x[index], dtype=torch.float64)
+        y = self.objective.flow.support_map.to_latent(x, TORCH)
+        return {"x": x, "y": y, "jac": self.objective.flow.support_map.log_jacobian(y, TORCH),
+                "weights": torch.as_tensor(sample.weights[index] * (sample.x.size / max(index.size, 1)), dtype=torch.float64),
+                "pairing": torch.as_tensor(generator.random(index.size))}
+
+    def square(self, log_q_latent: Tensor, y: Tensor, y_weight: Tensor, alpha: Tensor) -> Tensor:
+        r""":math:`\int w q^2\, dx` per coupling from latent log densities of shape ``(n, m)``."""
+        y = y.double()
+        jac = self.objective.flow.support_map.log_jacobian(y, TORCH)
+        x = self.objective.flow.support_map.from_latent(y, TORCH)
+        weight = self.objective.kernels.weight(x[:, None], alpha.double()[None, :])
+        # q_x^2 |dx/dy| = exp(2 log q_y - log|dx/dy|)
+        values = torch.where(weight > 0, weight * torch.exp(2 * log_q_latent.double() - jac[:, None]), 0.0)
+        return (y_weight.double()[:, None] * values).sum(0).to(log_q_latent.dtype)
+
+    def expectation(self, alpha: Tensor, alpha_weight: Tensor, validation: bool = False) -> Tensor:
+        r""":math:`\sum_j a_j E_p[w q](\alpha_j)`, each event at its paired node with weight :math:`m a_j`."""
+        events = self.sets[validation]
+        m = alpha.numel()
+        draw = torch.rand(events["x"].numel(), generator=self.objective.generator, dtype=torch.float64) if self.monte_carlo and not validation else events["pairing"]
+        node = torch.clamp((draw * m).long(), max=m - 1).to(alpha.device)
+        a = alpha.double()[node]
+        x, y, jac = (events[k].to(alpha.device) for k in ("x", "y", "jac"))
+        powers = a[:, None] ** torch.arange(events["weights"].shape[1], device=alpha.device, dtype=torch.float64)[None, :]
+        w_event = (events["weights"].to(alpha.device) * powers).sum(1)
+        log_q = self.objective.flow.log_prob_latent_paired(y.to(self.objective.dtype), a.to(self.objective.dtype)).double() - jac
+        terms = m * alpha_weight.double()[node] * w_event * self.objective.kernels.weight(x, a) * torch.exp(log_q)
+        return terms.sum().to(self.objective.dtype)
 
 
 def _spec_copy(problem: Problem, directory: Path) -> None:
@@ -445,6 +538,8 @@ def train(
         config = config or TrainConfig()
         config.validate()
         _support_map(problem, config)
+        if config.mode == "events":
+            _check_events_mode(problem)
     directory = _directory(out_dir)
     with run_lock(directory):
         clean_orphans(directory)

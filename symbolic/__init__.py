@@ -10,7 +10,9 @@ from ._errors import SpecError as SpecError
 from ._errors import one_line as one_line
 from ._expand import Coefficient as Coefficient
 from ._expand import coefficients as coefficients
+from ._data import EventSample as EventSample
 from ._data import Histogram as Histogram
+from ._data import event_sample as event_sample
 from ._data import read_events as read_events
 from ._data import read_histogram as read_histogram
 from ._expand import expand as expand
@@ -66,5 +68,5 @@ __all__ = [
     "matched_order", "solve", "bulk_points", "SpecialFunction", "SPECIAL_FUNCTIONS", "register_function", "unregister_function", "LIMITS", "Limits", "Problem", "load_spec", "make_problem", "parse_expression",
     "to_toml", "one_line", "OneLineParser", "budget", "OverBudget", "write_atomic", "json_safe",
     "MatchingFunction", "LossKernel", "MATCHING", "matching_function",
-    "Histogram", "read_events", "read_histogram", "OrderFit", "DataSource", "fit_order",
+    "Histogram", "read_events", "read_histogram", "EventSample", "event_sample", "OrderFit", "DataSource", "fit_order",
 ]

@@ -21,7 +21,7 @@ import numpy as np
 
 from ._errors import SpecError, one_line
 
-__all__ = ["Histogram", "read_events", "read_histogram"]
+__all__ = ["Histogram", "read_events", "read_histogram", "EventSample", "event_sample"]
 
 #: Rows per chunk when reading events.
 CHUNK = 1 << 18
@@ -265,6 +265,67 @@ def _yoda_bins(path: Path, name: str, kind: str, body: str) -> tuple[np.ndarray,
 
 # --- events ------------------------------------------------------------------------------
 
+def _event_reader(path: Path, variable: str, order: int):
+    r"""The reader of an event file and the columns to read: the variable, the weights, the group ids."""
+    _open_checked(path)
+    reader = _NpzColumns(path) if path.suffix == ".npz" else _CsvColumns(path) if path.suffix == ".csv" else None
+    if reader is None:
+        raise _refuse(path, "events must be an .npz or a .csv file")
+    columns = reader.names
+    if variable not in columns:
+        raise _refuse(path, f"no column {variable!r} (the spec's variable) among {', '.join(columns)[:80]}")
+    orders = sorted(int(m.group(1)) for m in map(_WEIGHT.fullmatch, columns) if m)
+    if not orders:
+        raise _refuse(path, "no weight columns w0, w1, ... (each event's contribution to the integral of p^n)")
+    if orders[-1] > order:
+        raise _refuse(path, f"weights w{orders[-1]} beyond the target's order {order}")
+    unknown = [c for c in columns if c not in (variable, "group") and not _WEIGHT.fullmatch(c)]
+    if unknown:
+        raise _refuse(path, f"unknown column {one_line(unknown[0])[:40]!r} (expected {variable}, w0 ... w{order} and optionally group)")
+    names = [variable, *(f"w{n}" for n in orders)] + (["group"] if "group" in columns else [])
+    return reader, names, orders
+
+
+@dataclass(frozen=True, eq=False)  # arrays: compared by identity
+class EventSample:
+    r"""Events off the singular endpoint, in memory: where the weights' integrals :math:`E_p[g]` are estimated.
+
+    Attributes:
+        x: The events' values of the variable.
+        weights: ``(len(x), N + 1)``: :math:`w_n` per event (zero for an order the file lacks),
+            scaled so that :math:`\sum_i \sum_n \alpha^n w_{n,i}\, g(x_i)` estimates :math:`\int p\, g\, dx`.
+        rows: How many such events the file holds (``len(x)`` when all were kept).
+    """
+
+    x: np.ndarray
+    weights: np.ndarray
+    rows: int
+
+
+def event_sample(path: str | Path, variable: str, support: tuple[float, float], singular: str, order: int, limit: int = 1 << 20) -> EventSample:
+    r"""The events off the singular endpoint (there every density that has no δ part vanishes), at most
+    ``limit`` of them: beyond it every k-th, the weights scaled by the fraction kept (files list
+    events in generation order, which is random).
+    """
+    path = Path(path)
+    reader, names, orders = _event_reader(path, variable, order)
+    scan = _Scan(path, support, singular, orders)
+    for chunk in reader.chunks(names):
+        scan.add(chunk)
+    scan.finish()
+    stride = max(1, -(-scan.inside // limit))
+    xs, ws, seen = [], [], 0
+    for chunk in reader.chunks(names):
+        inside = scan.distance(chunk[variable]) > 0
+        index = np.nonzero(inside)[0]
+        keep = index[(seen + np.arange(index.size)) % stride == 0]
+        seen += index.size
+        xs.append(chunk[variable][keep])
+        ws.append(np.column_stack([chunk[f"w{n}"][keep] if n in orders else np.zeros(keep.size) for n in range(order + 1)]))
+    x, weights = np.concatenate(xs), np.concatenate(ws)
+    return EventSample(x, weights * (scan.inside / x.size), scan.inside)
+
+
 def read_events(path: str | Path, variable: str, support: tuple[float, float], singular: str, order: int) -> Histogram:
     r"""Reads weighted events (``.npz``, or ``.csv`` with a header) and bins them.
 
@@ -283,22 +344,7 @@ def read_events(path: str | Path, variable: str, support: tuple[float, float], s
         SpecError: In one line naming the file and the problem.
     """
     path = Path(path)
-    _open_checked(path)
-    reader = _NpzColumns(path) if path.suffix == ".npz" else _CsvColumns(path) if path.suffix == ".csv" else None
-    if reader is None:
-        raise _refuse(path, "events must be an .npz or a .csv file")
-    columns = reader.names
-    if variable not in columns:
-        raise _refuse(path, f"no column {variable!r} (the spec's variable) among {', '.join(columns)[:80]}")
-    orders = sorted(int(m.group(1)) for m in map(_WEIGHT.fullmatch, columns) if m)
-    if not orders:
-        raise _refuse(path, "no weight columns w0, w1, ... (each event's contribution to the integral of p^n)")
-    if orders[-1] > order:
-        raise _refuse(path, f"weights w{orders[-1]} beyond the target's order {order}")
-    unknown = [c for c in columns if c not in (variable, "group") and not _WEIGHT.fullmatch(c)]
-    if unknown:
-        raise _refuse(path, f"unknown column {one_line(unknown[0])[:40]!r} (expected {variable}, w0 ... w{order} and optionally group)")
-    names = [variable, *(f"w{n}" for n in orders)] + (["group"] if "group" in columns else [])
+    reader, names, orders = _event_reader(path, variable, order)
     scan = _Scan(path, support, singular, orders)
     for chunk in reader.chunks(names):
         scan.add(chunk)
@@ -314,7 +360,7 @@ class _Scan:
 
     def __init__(self, path: Path, support: tuple[float, float], singular: str, orders: list[int]):
         self.path, self.support, self.singular, self.orders = path, support, singular, orders
-        self.rows = 0
+        self.rows = self.inside = 0
         self.closest, self.farthest = math.inf, 0.0
         self.last_group: float | None = None
         self.groups = 0
@@ -338,6 +384,7 @@ class _Scan:
             self._groups(chunk["group"], start)
         d = self.distance(x)
         inside = d[d > 0]
+        self.inside += inside.size
         if inside.size:
             self.closest, self.farthest = min(self.closest, float(inside.min())), max(self.farthest, float(inside.max()))
         self.rows += x.size

@@ -60,7 +60,8 @@ def distance_frame(problem: Problem) -> Frame:
     lower = problem.singular == "lower"
     point = a + distance if lower else b - distance
     moved = lambda expr: expr.xreplace({problem.x: point})
+    # the data's fits live in x: the moved problem has its density, not their errors
     shifted = dataclasses.replace(problem, x=distance, density=moved(problem.density), weight=moved(problem.weight),
-                                  support=(sp.Integer(0), sp.simplify(b - a)), singular="lower", source=None)
+                                  support=(sp.Integer(0), sp.simplify(b - a)), singular="lower", source=None, data=())
     label = sp.sstr(problem.x - a if lower else b - problem.x)
     return Frame(shifted, float(a) if lower else float(b), 1.0 if lower else -1.0, label)
