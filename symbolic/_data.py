@@ -286,6 +286,16 @@ def _event_reader(path: Path, variable: str, order: int):
     return reader, names, orders
 
 
+def _scanned(path: Path, variable: str, support: tuple[float, float], singular: str, order: int):
+    r"""Pass one over an event file: its reader, the columns to read, and the :class:`_Scan` of every row."""
+    reader, names, orders = _event_reader(path, variable, order)
+    scan = _Scan(path, support, singular, orders)
+    for chunk in reader.chunks(names):
+        scan.add(chunk)
+    scan.finish()
+    return reader, names, scan
+
+
 @dataclass(frozen=True, eq=False)  # arrays: compared by identity
 class EventSample:
     r"""Events off the singular endpoint, in memory: where the weights' integrals :math:`E_p[g]` are estimated.
@@ -308,11 +318,8 @@ def event_sample(path: str | Path, variable: str, support: tuple[float, float], 
     events in generation order, which is random).
     """
     path = Path(path)
-    reader, names, orders = _event_reader(path, variable, order)
-    scan = _Scan(path, support, singular, orders)
-    for chunk in reader.chunks(names):
-        scan.add(chunk)
-    scan.finish()
+    reader, names, scan = _scanned(path, variable, support, singular, order)
+    orders = scan.orders
     stride = max(1, -(-scan.inside // limit))
     xs, ws, seen = [], [], 0
     for chunk in reader.chunks(names):
@@ -344,11 +351,7 @@ def read_events(path: str | Path, variable: str, support: tuple[float, float], s
         SpecError: In one line naming the file and the problem.
     """
     path = Path(path)
-    reader, names, orders = _event_reader(path, variable, order)
-    scan = _Scan(path, support, singular, orders)
-    for chunk in reader.chunks(names):
-        scan.add(chunk)
-    scan.finish()
+    reader, names, scan = _scanned(path, variable, support, singular, order)
     tally = _Tally(scan)
     for chunk in reader.chunks(names):
         tally.add(chunk)

@@ -84,16 +84,38 @@ class OrderFit:
         a, b = self.support
         width = sp.nsimplify(b - a)
         distance = (sp.nsimplify(b) - x) if self.singular == "upper" else (x - sp.nsimplify(a))
-        powers = [None] if self.logs is None else list(range(self.logs + 1))
-        per_power = self.degree + 1
         terms = []
-        for k, j in enumerate(powers):
-            series = np.polynomial.Chebyshev(self.coefficients[k * per_power:(k + 1) * per_power], domain=[0.0, 1.0])
-            in_t = series.convert(kind=np.polynomial.Polynomial).coef
-            polynomial = sp.Add(*(sp.Float(f"{c / float(b - a) ** m:.15g}", 15) * distance**m for m, c in enumerate(in_t)))
+        for j, coefficients in zip([None] if self.logs is None else range(self.logs + 1), self.power_series()):
+            polynomial = sp.Add(*(sp.Float(f"{c:.15g}", 15) * distance**m for m, c in enumerate(coefficients)))
             terms.append(polynomial if j is None else polynomial * sp.log(width / distance) ** j)
         total = sp.Add(*terms)
         return total if self.logs is None else total / distance
+
+
+    def power_series(self) -> list[np.ndarray]:
+        r"""Per power of :math:`L`, the coefficients :math:`a_k` of :math:`P_j` in powers of :math:`d`, rounded
+        to the 15 digits the expression carries."""
+        a, b = self.support
+        per_power = self.degree + 1
+        out = []
+        for k in range(self.coefficients.size // per_power):
+            series = np.polynomial.Chebyshev(self.coefficients[k * per_power:(k + 1) * per_power], domain=[0.0, 1.0])
+            in_t = series.convert(kind=np.polynomial.Polynomial).coef
+            out.append(np.array([float(f"{c / (b - a) ** m:.15g}") for m, c in enumerate(in_t)]))
+        return out
+
+    def exportable(self, x: np.ndarray) -> bool:
+        r"""Whether the power series the expression uses reproduces the Chebyshev series at ``x`` to 1e-9
+        (in powers of :math:`d` a high degree cancels: the coefficients of :math:`T_{16}` reach 1e12)."""
+        d = _distance(np.asarray(x, dtype=float), self.support, self.singular)
+        a, b = self.support
+        per_power = self.degree + 1
+        for k, coefficients in enumerate(self.power_series()):
+            exact = np.polynomial.chebyshev.chebval(2 * d / (b - a) - 1, self.coefficients[k * per_power:(k + 1) * per_power])
+            scale = max(float(np.max(np.abs(exact))), 1e-300)
+            if np.max(np.abs(np.polynomial.polynomial.polyval(d, coefficients) - exact)) > 1e-9 * scale:
+                return False
+        return True
 
 
 def _distance(x: np.ndarray, support: tuple[float, float], singular: str) -> np.ndarray:
@@ -190,6 +212,9 @@ def fit_order(histogram: Histogram, n: int, support: tuple[float, float], singul
             chi2, ndf = float(residual @ residual), ndf + 1
         fit = OrderFit(n, support, singular, logs, degree, coefficients, covariance, chi2, ndf, bins)
         aic = chi2 + 2 * parameters
+        if not fit.exportable(np.concatenate([lo, hi])):
+            break  # higher degrees cancel worse
+        reached = degree
         if best is None or aic < best[0]:
             best = (aic, fit)
     fit = best[1]
@@ -200,8 +225,9 @@ def fit_order(histogram: Histogram, n: int, support: tuple[float, float], singul
         raise SpecError(f"{one_line(histogram.source)}: p{n}: no fit of the form (1/d) sum_j log(1/t)^j P_j(t) describes the bins "
                         f"(best chi2/ndf = {fit.chi2_per_ndf:.3g} on {bins} bins, p-value {p_value:.1e}): errors too small, "
                         "or structure the basis lacks (a kink, a threshold)" if logs is not None else
-                        f"{one_line(histogram.source)}: p{n}: no Chebyshev series up to degree {MAX_DEGREE} describes the bins "
-                        f"(best chi2/ndf = {fit.chi2_per_ndf:.3g} on {bins} bins, p-value {p_value:.1e})")
+                        f"{one_line(histogram.source)}: p{n}: no Chebyshev series up to degree {reached} describes the bins "
+                        f"(best chi2/ndf = {fit.chi2_per_ndf:.3g} on {bins} bins, p-value {p_value:.1e}; higher degrees would "
+                        "not survive as a formula)")
     return fit
 
 

@@ -307,3 +307,25 @@ def test_bad_yoda_is_refused_in_one_line(tmp_path, text, message):
     with pytest.raises(SpecError, match=message) as error:
         _data.read_histogram(tmp_path / "h.yoda", (0.0, 0.5))
     assert "\n" not in str(error.value) and "h.yoda" in str(error.value)
+
+
+def test_a_fit_that_would_need_a_high_degree_stays_exportable():
+    # a wiggly regular p^1 with small errors asks for a high Chebyshev degree, and its powers of d
+    # cancel: the fit stops where its expression still equals it to 1e-9 (measured: sin 6x to 1e-3
+    # at degree 7 and sin 12x to 1e-4 at 13 survive; sin 20x to 1e-5 would need more than 9)
+    edges = np.linspace(0.0, 1.0, 81)
+    lo, hi = edges[:-1], edges[1:]
+    from renorm.symbolic import fit_order
+
+    def histogram(k: float, error: float):
+        average = (np.cos(k * lo) - np.cos(k * hi)) / k / (hi - lo) - (1 - np.cos(k)) / k
+        return _data.Histogram(lo, hi, {1: average}, {1: np.full(80, error)}, "wiggle", "")
+
+    fit = fit_order(histogram(6.0, 1e-3), 1, (0.0, 1.0), "none")
+    assert 6 <= fit.degree <= 12 and fit.chi2_per_ndf < 2
+    x = sp.Symbol("x", positive=True)
+    points = np.linspace(0.001, 0.999, 200)
+    values = sp.lambdify(x, fit.expression(x))(points)
+    assert np.max(np.abs(values - fit(points))) <= 1e-8 * np.max(np.abs(fit(points)))
+    with pytest.raises(SpecError, match="higher degrees would not survive as a formula"):
+        fit_order(histogram(20.0, 1e-5), 1, (0.0, 1.0), "none")
