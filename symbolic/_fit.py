@@ -198,7 +198,7 @@ def fit_order(histogram: Histogram, n: int, support: tuple[float, float], singul
     if bins < powers + 2:
         raise SpecError(f"{one_line(histogram.source)}: p{n}: {bins} bins cannot fit even the {powers} logarithmic terms of order {n} "
                         f"with a degree of freedom to spare (at least {powers + 2} bins are needed)")
-    best = None
+    best, free = None, {}
     for degree in range(MAX_DEGREE + 1):
         parameters = powers * (degree + 1)
         if bins - parameters < 2:
@@ -207,7 +207,9 @@ def fit_order(histogram: Histogram, n: int, support: tuple[float, float], singul
         coefficients, covariance, chi2 = _solve(design, values, errors)
         ndf = bins - parameters
         if logs is None and singular == "none":
-            coefficients, covariance = _normalized(coefficients, covariance, _integrals(degree, support[1] - support[0]), 1.0 if n == 0 else 0.0)
+            constraint = _integrals(degree, support[1] - support[0])
+            free[degree] = (float(constraint @ coefficients), float(np.sqrt(max(constraint @ covariance @ constraint, 0.0))))
+            coefficients, covariance = _normalized(coefficients, covariance, constraint, 1.0 if n == 0 else 0.0)
             residual = (design @ coefficients - values) / errors
             chi2, ndf = float(residual @ residual), ndf + 1
         fit = OrderFit(n, support, singular, logs, degree, coefficients, covariance, chi2, ndf, bins)
@@ -218,6 +220,12 @@ def fit_order(histogram: Histogram, n: int, support: tuple[float, float], singul
         if best is None or aic < best[0]:
             best = (aic, fit)
     fit = best[1]
+    if fit.degree in free:
+        integral, error = free[fit.degree]
+        expected = 1.0 if n == 0 else 0.0
+        if abs(integral - expected) > 5 * error + 1e-9 * max(1.0, abs(expected)):
+            raise SpecError(f"{one_line(histogram.source)}: p{n}: the bins integrate to {integral:.6g} ± {error:.2g} over the support, but a "
+                            f"normalized target needs {expected:g} (more than five standard deviations away)")
     from scipy import stats  # 0.3 s to import: only where a fit is made
 
     p_value = float(stats.chi2.sf(fit.chi2, fit.ndf))

@@ -329,3 +329,16 @@ def test_a_fit_that_would_need_a_high_degree_stays_exportable():
     assert np.max(np.abs(values - fit(points))) <= 1e-8 * np.max(np.abs(fit(points)))
     with pytest.raises(SpecError, match="higher degrees would not survive as a formula"):
         fit_order(histogram(20.0, 1e-5), 1, (0.0, 1.0), "none")
+
+
+def test_a_regular_histogram_that_contradicts_normalization_is_refused():
+    # on a regular support the fit is held to the integral of p^n = delta_n0, but only after the
+    # bins agree with it: 3% too much probability in p^0, with 0.1% errors, is refused
+    edges = np.linspace(0.0, 1.0, 41)
+    histogram = _data.Histogram(edges[:-1], edges[1:], {0: np.full(40, 1.03)}, {0: np.full(40, 1e-3)}, "h.csv", "")
+    from renorm.symbolic import fit_order
+
+    with pytest.raises(SpecError, match=r"p0: the bins integrate to 1.03 .* but a normalized target needs 1"):
+        fit_order(histogram, 0, (0.0, 1.0), "none")
+    fine = _data.Histogram(edges[:-1], edges[1:], {0: np.full(40, 1.0005)}, {0: np.full(40, 1e-3)}, "h.csv", "")
+    assert fit_order(fine, 0, (0.0, 1.0), "none").degree == 0
