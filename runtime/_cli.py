@@ -221,9 +221,13 @@ def _config(args: argparse.Namespace, problem, base=None):
 
 
 def _certificate_table(rows) -> None:
-    print(f"{'alpha':>8} {'TV(q, q*)':>11} {'median |q/q*-1|':>16} {'L[q] - L[q*]':>13} {'int q':>10}")
+    # a numeric target adds the flow's distance from q* in units of q*'s Monte Carlo error
+    pulls = any(row.median_mc_pull is not None for row in rows)
+    extra = f" {'median |q-q*|/MC':>17}" if pulls else ""
+    print(f"{'alpha':>8} {'TV(q, q*)':>11} {'median |q/q*-1|':>16} {'L[q] - L[q*]':>13} {'int q':>10}{extra}")
     for row in rows:
-        print(f"{row.alpha:8.4g} {row.total_variation:11.3e} {row.median_relative_error:16.3e} {row.excess_loss:13.3e} {row.normalization:10.6f}")
+        pull = f" {row.median_mc_pull:17.3g}" if pulls and row.median_mc_pull is not None else ""
+        print(f"{row.alpha:8.4g} {row.total_variation:11.3e} {row.median_relative_error:16.3e} {row.excess_loss:13.3e} {row.normalization:10.6f}{pull}")
 
 
 def _train(args: argparse.Namespace) -> None:

@@ -263,6 +263,9 @@ class CertificateRow:
             normalized :math:`q`, because :math:`q^*` is the minimum.
         normalization: :math:`\int q\, dx`.
         minimum_density: Minimum of :math:`q` on a dense grid in the bulk.
+        median_mc_pull: For a numeric target, the median over the bulk of :math:`|q - q^*|/\sigma(q^*)`:
+            the density's distance from :math:`q^*` in units of the Monte Carlo error that :math:`q^*`
+            inherits from the data (below 1: training is more precise than the data); ``None`` for a formula.
         bulk: The bulk :math:`(x_{1\%}, x_{99\%})`: the quantiles of :math:`q^*` at this coupling.
     """
 
@@ -277,6 +280,7 @@ class CertificateRow:
     excess_loss: float
     normalization: float
     minimum_density: float
+    median_mc_pull: float | None
     bulk: tuple[float, float]
 
     def to_json(self) -> dict[str, Any]:
@@ -318,6 +322,9 @@ def _certificate_row(exact: _Exact, log_density: LogDensity, alpha: float) -> Ce
     with np.errstate(all="ignore"):
         relative = np.abs(np.expm1(_log_q(log_density, x, alpha) - exact.log_q(x, alpha)))
     relative = np.where(np.isnan(relative), np.inf, relative)
+    band = solution.q_error(x)
+    with np.errstate(all="ignore"):
+        pull = None if band is None else float(np.median(np.abs(_q(log_density, x, alpha) - q_star(x)) / band))
     loss = minimizer.loss(alpha, log_q=lambda x: _log_q(log_density, x, alpha), rtol=_RTOL)
     return CertificateRow(
         alpha=alpha,
@@ -331,6 +338,7 @@ def _certificate_row(exact: _Exact, log_density: LogDensity, alpha: float) -> Ce
         excess_loss=float(loss - solution.loss),
         normalization=_normalization(exact, log_density, alpha),
         minimum_density=_minimum_density(exact, log_density, alpha, bulk),
+        median_mc_pull=pull,
         bulk=bulk,
     )
 
