@@ -325,7 +325,8 @@ def _print_report(report) -> None:
     for order in report.orders:
         if order.extractable:
             lo, hi = order.x_range
-            print(f"  q^{order.n} vs p^{order.n} on {report.variable} in [{lo:.4g}, {hi:.4g}] (scale {order.scale}): median {order.median_relative_deviation:.3e}, max {order.max_relative_deviation:.3e}")
+            mc = f"; MC error of p^{order.n} there: median {order.mc_error:.3e}" if order.mc_error is not None else ""
+            print(f"  q^{order.n} vs p^{order.n} on {report.variable} in [{lo:.4g}, {hi:.4g}] (scale {order.scale}): median {order.median_relative_deviation:.3e}, max {order.max_relative_deviation:.3e}{mc}")
         else:
             print(f"  q^{order.n}: not extractable over the coupling range")
     for alpha, value in zip(report.alphas, report.normalization):

@@ -619,6 +619,9 @@ class OrderDeviation:
         extractable: Whether the order could be compared (see :func:`extractable_range`).
         x_range: The interval compared on (``None`` if not extractable).
         points: Number of points compared.
+        mc_error: For an order fitted from Monte Carlo data, the median over the same points of its
+            fit's one-sigma error in the same units (``None`` for a formula): a deviation below it is
+            within the data's own uncertainty.
     """
 
     n: int
@@ -628,6 +631,7 @@ class OrderDeviation:
     extractable: bool
     x_range: tuple[float, float] | None
     points: int
+    mc_error: float | None = None
 
 
 @dataclass(frozen=True)
@@ -731,8 +735,12 @@ def _order_deviation(
         return OrderDeviation(n, math.nan, math.nan, scale_name, False, None, 0)
     x = _grid(exact.minimizer, *x_range, points)
     extracted = extract_coefficients(problem, log_density, x, degree=degree, nodes=alphas)[n]
-    relative = coefficients.deviation(n, extracted, x, float(problem.coupling_range[1]))
-    return OrderDeviation(n, float(np.median(relative)), float(np.max(relative)), scale_name, True, x_range, int(x.size))
+    alpha_max = float(problem.coupling_range[1])
+    relative = coefficients.deviation(n, extracted, x, alpha_max)
+    fits = [fit for source in problem.data for fit in source.fits if fit.n == n]
+    # p^n moved by its one-sigma error, in the deviation's own units
+    mc = float(np.median(coefficients.deviation(n, fits[0](x) + fits[0].error(x), x, alpha_max))) if fits else None
+    return OrderDeviation(n, float(np.median(relative)), float(np.max(relative)), scale_name, True, x_range, int(x.size), mc)
 
 
 def verify(

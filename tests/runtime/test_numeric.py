@@ -78,6 +78,10 @@ def test_renorm_run_on_a_histogram_and_a_run_directory_that_needs_no_data_file(t
     assert main(["verify", str(moved), "--spec", str(EXAMPLES / "mc" / "angularity_histogram.toml"), "--json"]) in (0, 1)
     with_data = json.loads(capsys.readouterr().out)
     assert all(0 < row["lagrange_multiplier_error"] < 0.01 * row["lagrange_multiplier"] for row in with_data["couplings"])
+    # the order fitted from the data states its own error where it was compared; the formula's do not
+    assert all(order["mc_error"] is None for order in verified["orders"])
+    (p1,) = [order for order in with_data["orders"] if order["n"] == 1]
+    assert p1["extractable"] and 0 < p1["mc_error"] < 0.2
 
 
 def _linear_regular(tmp_path, data: bool):
