@@ -268,9 +268,10 @@ def _yoda_bins(path: Path, name: str, kind: str, body: str) -> tuple[np.ndarray,
 def _event_reader(path: Path, variable: str, order: int):
     r"""The reader of an event file and the columns to read: the variable, the weights, the group ids."""
     _open_checked(path)
-    reader = _NpzColumns(path) if path.suffix == ".npz" else _CsvColumns(path) if path.suffix == ".csv" else None
-    if reader is None:
-        raise _refuse(path, "events must be an .npz or a .csv file")
+    readers = {".npz": _NpzColumns, ".csv": _CsvColumns, ".parquet": _ParquetColumns}
+    if path.suffix not in readers:
+        raise _refuse(path, "events must be an .npz, .csv or .parquet file")
+    reader = readers[path.suffix](path)
     columns = reader.names
     if variable not in columns:
         raise _refuse(path, f"no column {variable!r} (the spec's variable) among {', '.join(columns)[:80]}")
@@ -575,6 +576,37 @@ class _CsvColumns:
                     yield {n: table[:, k] for k, n in enumerate(names)}
         except UnicodeDecodeError:
             raise _refuse(self.path, "not a text CSV file (it is not UTF-8)") from None
+
+
+class _ParquetColumns:
+    r"""A Parquet event file's columns, read in record batches (needs the optional ``pyarrow``)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        try:
+            import pyarrow.parquet as parquet
+        except ImportError:
+            raise _refuse(path, "reading Parquet events needs pyarrow (pip install 'renorm-flows[parquet]'), or give .npz or .csv") from None
+        try:
+            self.file = parquet.ParquetFile(path)
+        except Exception as error:  # noqa: BLE001 - pyarrow raises several types for a bad file
+            raise _refuse(path, f"not a readable Parquet file ({one_line(error)[:80]})") from None
+        schema = self.file.schema_arrow
+        self.names = list(schema.names)
+        for field_ in schema:
+            kind = str(field_.type)
+            if not (kind.startswith(("double", "float", "int", "uint", "halffloat"))):
+                raise _refuse(path, f"column {one_line(field_.name)[:40]!r} holds {kind}, not numbers")
+
+    def chunks(self, names: list[str]) -> Iterator[dict[str, np.ndarray]]:
+        for batch in self.file.iter_batches(batch_size=CHUNK, columns=names):
+            chunk = {}
+            for name in names:
+                column = batch.column(name)
+                if column.null_count:
+                    raise _refuse(self.path, f"column {name!r} has missing values")
+                chunk[name] = column.to_numpy(zero_copy_only=False).astype(float)
+            yield chunk
 
 
 class _NpzColumns:

@@ -167,7 +167,7 @@ CASES.update({
     "events-empty": Case({"s.toml": data_spec('events = "e.npz"'), "e.npz": b""}, _SOLVE, "e.npz: the file is empty"),
     "events-not-a-zip": Case({"s.toml": data_spec('events = "e.npz"'), "e.npz": b"x,w1\n0.1,1\n"}, _SOLVE, "not an .npz archive"),
     "events-csv-binary": Case({"s.toml": data_spec('events = "e.csv"'), "e.csv": b"\xff\xfe\x00\x01"}, _SOLVE, "not a text CSV file"),
-    "events-wrong-extension": Case({"s.toml": data_spec('events = "e.txt"'), "e.txt": "x,w1\n0.1,1\n"}, _SOLVE, "events must be an .npz or a .csv file"),
+    "events-wrong-extension": Case({"s.toml": data_spec('events = "e.txt"'), "e.txt": "x,w1\n0.1,1\n"}, _SOLVE, "events must be an .npz, .csv or .parquet file"),
     "events-no-x": Case({"s.toml": data_spec('events = "e.npz"'), "e.npz": _npz(y=_X, w1=_W)}, _SOLVE, "no column 'x' (the spec's variable)"),
     "events-no-weights": Case({"s.toml": data_spec('events = "e.npz"'), "e.npz": _npz(x=_X)}, _SOLVE, "no weight columns w0, w1"),
     "events-nan-weight": Case({"s.toml": data_spec('events = "e.npz"'), "e.npz": _npz(x=_X, w1=np.where(_X > 0.1, np.nan, _W))}, _SOLVE, "w1 = nan is not a finite number"),

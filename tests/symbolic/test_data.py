@@ -41,7 +41,12 @@ def _write_events(path, x, w, grouped=True):
         events = {"x": np.column_stack([x, np.zeros_like(x)]).ravel(), "w1": np.column_stack([w, -w]).ravel(), "group": np.repeat(np.arange(x.size), 2)}
     else:
         events = {"x": x, "w1": w}
-    if path.suffix == ".csv":
+    if path.suffix == ".parquet":
+        import pyarrow
+        import pyarrow.parquet
+
+        pyarrow.parquet.write_table(pyarrow.table(events), path, row_group_size=5000)
+    elif path.suffix == ".csv":
         names = list(events)
         np.savetxt(path, np.column_stack([events[n] for n in names]), delimiter=",", header=",".join(names), comments="", fmt="%.17g")
     else:
@@ -124,13 +129,15 @@ def test_the_committed_example_histogram(formula):
     _agrees_with_formula(problem, formula)
 
 
-def test_csv_events_npz_events_and_chunked_reading_agree(tmp_path, emissions, monkeypatch):
+def test_csv_npz_parquet_events_and_chunked_reading_agree(tmp_path, emissions, monkeypatch):
     x, w = emissions[0][:40_000], emissions[1][:40_000] * 25
     whole = _data.read_events(_write_events(tmp_path / "e.npz", x, w), "x", (0.0, 0.5), "lower", 1)
     text = _data.read_events(_write_events(tmp_path / "e.csv", x, w), "x", (0.0, 0.5), "lower", 1)
+    columnar = _data.read_events(_write_events(tmp_path / "e.parquet", x, w), "x", (0.0, 0.5), "lower", 1)
     monkeypatch.setattr(_data, "CHUNK", 999)  # groups straddle chunk boundaries
     chunked = _data.read_events(tmp_path / "e.npz", "x", (0.0, 0.5), "lower", 1)
-    for other in (text, chunked):
+    chunked_columnar = _data.read_events(tmp_path / "e.parquet", "x", (0.0, 0.5), "lower", 1)
+    for other in (text, columnar, chunked, chunked_columnar):
         assert np.array_equal(other.lo, whole.lo) and np.array_equal(other.counts, whole.counts)
         assert np.allclose(other.values[1], whole.values[1], rtol=1e-12) and np.allclose(other.errors[1], whole.errors[1], rtol=1e-12)
     # counter-events cancel within their group: the totals are exact, the bins keep the real weights' spread
@@ -342,3 +349,21 @@ def test_a_regular_histogram_that_contradicts_normalization_is_refused():
         fit_order(histogram, 0, (0.0, 1.0), "none")
     fine = _data.Histogram(edges[:-1], edges[1:], {0: np.full(40, 1.0005)}, {0: np.full(40, 1e-3)}, "h.csv", "")
     assert fit_order(fine, 0, (0.0, 1.0), "none").degree == 0
+
+
+def test_bad_parquet_is_refused_in_one_line(tmp_path, monkeypatch):
+    import pyarrow
+    import pyarrow.parquet
+
+    (tmp_path / "text.parquet").write_text("x,w1\n0.1,1\n")
+    pyarrow.parquet.write_table(pyarrow.table({"x": ["a", "b"], "w1": [1.0, 2.0]}), tmp_path / "strings.parquet")
+    pyarrow.parquet.write_table(pyarrow.table({"x": [0.1, None], "w1": [1.0, 2.0]}), tmp_path / "missing.parquet")
+    for name, message in (("text", "not a readable Parquet file"), ("strings", "column 'x' holds string, not numbers"),
+                          ("missing", "column 'x' has missing values")):
+        with pytest.raises(SpecError, match=message) as error:
+            _data.read_events(tmp_path / f"{name}.parquet", "x", (0.0, 0.5), "lower", 1)
+        assert "\n" not in str(error.value)
+    # without pyarrow the reader says what to install
+    monkeypatch.setitem(__import__("sys").modules, "pyarrow.parquet", None)
+    with pytest.raises(SpecError, match=r"needs pyarrow \(pip install 'renorm-flows\[parquet\]'\)"):
+        _data.read_events(tmp_path / "strings.parquet", "x", (0.0, 0.5), "lower", 1)
