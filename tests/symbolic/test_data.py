@@ -367,3 +367,23 @@ def test_bad_parquet_is_refused_in_one_line(tmp_path, monkeypatch):
     monkeypatch.setitem(__import__("sys").modules, "pyarrow.parquet", None)
     with pytest.raises(SpecError, match=r"needs pyarrow \(pip install 'renorm-flows\[parquet\]'\)"):
         _data.read_events(tmp_path / "strings.parquet", "x", (0.0, 0.5), "lower", 1)
+
+
+def test_events_with_two_orders_reproduce_the_nlo_formula(tmp_path):
+    # soft_collinear_nlo entirely from events: w1 and w2 per event (log x uniform on (-16, 0)),
+    # each with its counter-event at x = 0; the fit of p^2 carries log^3 and the O(α²) matching holds
+    a = 4 / 3 / math.pi
+    n = 400_000
+    u = np.random.default_rng(7).uniform(-16.0, 0.0, n)
+    x = np.exp(u)
+    L = -u
+    w1, w2 = 2 * a * L * 16.0 / n, -2 * a**2 * L**3 * 16.0 / n  # p^n(x) x du / density
+    events = {"x": np.column_stack([x, 0 * x]).ravel(), "w1": np.column_stack([w1, -w1]).ravel(),
+              "w2": np.column_stack([w2, -w2]).ravel(), "group": np.repeat(np.arange(n), 2)}
+    np.savez(tmp_path / "e.npz", **events)
+    problem = load_spec(_spec(tmp_path, 'events = "e.npz"', support=("0", "1"), order=2))
+    assert [f.logs for f in problem.data[0].fits] == [1, 3]
+    pure = load_spec(EXAMPLES / "soft_collinear_nlo.toml")
+    for s, r in zip(solve(problem, ALPHAS), solve(pure, ALPHAS)):
+        assert abs(s.lagrange_multiplier - r.lagrange_multiplier) <= 3 * s.lagrange_multiplier_error, (s.alpha, s.lagrange_multiplier, r.lagrange_multiplier)
+    assert matched_order(problem).order == matched_order(pure).order == 2
