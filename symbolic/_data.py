@@ -335,7 +335,7 @@ def event_sample(path: str | Path, variable: str, support: tuple[float, float], 
 
 
 def read_events(path: str | Path, variable: str, support: tuple[float, float], singular: str, order: int) -> Histogram:
-    r"""Reads weighted events (``.npz``, or ``.csv`` with a header) and bins them.
+    r"""Reads weighted events (``.npz``, ``.csv`` with a header, or ``.parquet``) and bins them.
 
     The file holds a column named after the spec's variable, weight columns ``w0`` … ``wN``
     (an event's contribution to :math:`\int p^n dx`; a missing ``wn`` means :math:`p^n` has no

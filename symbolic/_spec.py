@@ -459,9 +459,10 @@ def make_problem(
         name: Identifier of the problem.
         density: :math:`p^N(x|\alpha)`, a string or SymPy expression; with ``events`` or
             ``histogram``, the orders known analytically (or omitted).
-        events: Weighted Monte Carlo events (``.npz`` or ``.csv``): a column named after ``x``
-            and weights ``w0`` … ``wN`` (see :func:`~renorm.symbolic._data.read_events`).
-        histogram: A histogram CSV ``lo,hi,p1,p1_err,…`` of per-order bin averages.
+        events: Weighted Monte Carlo events (``.npz``, ``.csv`` or ``.parquet``): a column named
+            after ``x`` and weights ``w0`` … ``wN`` (see :func:`~renorm.symbolic.read_events`).
+        histogram: Per-order bin averages: a CSV ``lo,hi,p1,p1_err,…`` or a YODA file (see
+            :func:`~renorm.symbolic.read_histogram`).
         base: The folder relative data paths are read from (a spec's own folder).
         x: The observable's name (or SymPy symbol).
         coupling: The coupling's name (or SymPy symbol).
