@@ -276,12 +276,27 @@ def _eval(args: argparse.Namespace) -> None:
     run = _load_run(args)
     x = _points(run.problem, args.x)
     q = np.exp(run.log_density(x, args.alpha[0]))
+    band = _inherited_band(run.problem, x, args.alpha[0])
     if args.json:
-        _print_json({"alpha": args.alpha[0], "x": _numbers(x), "q": _numbers(q)})
+        _print_json({"alpha": args.alpha[0], "x": _numbers(x), "q": _numbers(q), "q_error": None if band is None else _numbers(band)})
         return
-    print(f"{'x':>14} {'q(x|alpha=' + format(args.alpha[0], 'g') + ')':>22}")
-    for xi, qi in zip(x, q):
-        print(f"{xi:14.8g} {qi:22.12g}")
+    print(f"{'x':>14} {'q(x|alpha=' + format(args.alpha[0], 'g') + ')':>22}" + (f" {'+- (MC)':>12}" if band is not None else ""))
+    for i, (xi, qi) in enumerate(zip(x, q)):
+        print(f"{xi:14.8g} {qi:22.12g}" + (f" {band[i]:12.3g}" if band is not None else ""))
+
+
+def _inherited_band(problem, x: np.ndarray, alpha: float):
+    r"""For a numeric target, the Monte Carlo error the flow inherits from the q* it approximates
+    (``None`` for a formula, without the data's spec, or where q* does not exist)."""
+    from renorm.symbolic import ExactMinimizer, NotNormalizableError
+
+    minimizer = ExactMinimizer(problem)
+    if minimizer.uncertainty is None:
+        return None
+    try:
+        return minimizer.solve(alpha).q_error(x)
+    except NotNormalizableError:
+        return None
 
 
 def _sample(args: argparse.Namespace) -> None:

@@ -26,12 +26,12 @@ def schemas():
 
 
 def test_the_validator_rejects_what_the_schema_excludes(schemas):
-    good = {"alpha": 0.1, "x": [0.5], "q": [None]}
+    good = {"alpha": 0.1, "x": [0.5], "q": [None], "q_error": None}
     assert not schema.errors(good, "eval", schemas)
     assert schema.errors({**good, "extra": 1}, "eval", schemas) == ["eval: unexpected 'extra'"]
-    assert schema.errors({"alpha": True, "x": [], "q": []}, "eval", schemas)  # a boolean is not a number
-    assert schema.errors({"alpha": 0.1, "x": ["0.5"], "q": []}, "eval", schemas)
-    assert schema.errors({"x": [], "q": []}, "eval", schemas) == ["eval: missing 'alpha'"]
+    assert schema.errors({"alpha": True, "x": [], "q": [], "q_error": None}, "eval", schemas)  # a boolean is not a number
+    assert schema.errors({"alpha": 0.1, "x": ["0.5"], "q": [], "q_error": None}, "eval", schemas)
+    assert schema.errors({"x": [], "q": [], "q_error": None}, "eval", schemas) == ["eval: missing 'alpha'"]
     with pytest.raises(ValueError, match="not checked"):
         schema.errors(1, "x", {"$defs": {"x": {"pattern": "a"}}})
 

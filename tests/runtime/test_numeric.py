@@ -82,6 +82,17 @@ def test_renorm_run_on_a_histogram_and_a_run_directory_that_needs_no_data_file(t
     assert all(order["mc_error"] is None for order in verified["orders"])
     (p1,) = [order for order in with_data["orders"] if order["n"] == 1]
     assert p1["extractable"] and 0 < p1["mc_error"] < 0.2
+    # eval gives the flow with the Monte Carlo band it inherits from q* (and none without the data)
+    assert main(["eval", str(moved), "--alpha", "0.118", "--x", "0.01", "0.1", "--json"]) == 0
+    plain = json.loads(capsys.readouterr().out)
+    assert not schema.errors(plain, "eval") and plain["q_error"] is None
+    assert main(["eval", str(moved), "--spec", str(EXAMPLES / "mc" / "angularity_histogram.toml"), "--alpha", "0.118", "--x", "0.01", "0.1", "--json"]) == 0
+    banded = json.loads(capsys.readouterr().out)
+    assert not schema.errors(banded, "eval") and banded["q"] == plain["q"]
+    from renorm.symbolic import load_spec as load, solve as exact
+
+    (star,) = exact(load(EXAMPLES / "mc" / "angularity_histogram.toml"), [0.118])
+    assert np.allclose(banded["q_error"], star.q_error(np.array([0.01, 0.1])), rtol=1e-12)
 
 
 def _linear_regular(tmp_path, data: bool):
