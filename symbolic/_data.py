@@ -100,7 +100,7 @@ def read_histogram(path: str | Path, support: tuple[float, float]) -> Histogram:
     path = Path(path)
     _open_checked(path)
     if path.stat().st_size > HISTOGRAM_BYTES:
-        raise _refuse(path, f"a histogram file larger than {HISTOGRAM_BYTES >> 20} MiB (bin the events, or give them as events)")
+        raise _refuse(path, f"a histogram file larger than {HISTOGRAM_BYTES / 2**20:g} MiB (give the events instead: they are read in chunks)")
     try:
         text = path.read_bytes().decode("utf-8")
     except UnicodeDecodeError:

@@ -387,3 +387,11 @@ def test_events_with_two_orders_reproduce_the_nlo_formula(tmp_path):
     for s, r in zip(solve(problem, ALPHAS), solve(pure, ALPHAS)):
         assert abs(s.lagrange_multiplier - r.lagrange_multiplier) <= 3 * s.lagrange_multiplier_error, (s.alpha, s.lagrange_multiplier, r.lagrange_multiplier)
     assert matched_order(problem).order == matched_order(pure).order == 2
+
+
+def test_an_oversized_histogram_is_refused_before_it_is_read(tmp_path, monkeypatch):
+    (tmp_path / "h.csv").write_text("lo,hi,p1,p1_err\n" + "0.1,0.2,1,0.1\n" * 100)
+    monkeypatch.setattr(_data, "HISTOGRAM_BYTES", 1000)
+    with pytest.raises(SpecError, match="h.csv: a histogram file larger than") as error:
+        _data.read_histogram(tmp_path / "h.csv", (0.0, 0.5))
+    assert "\n" not in str(error.value)
