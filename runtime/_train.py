@@ -330,9 +330,10 @@ SPEC_COPY = "spec.toml"
 
 def _check_events_mode(problem: Problem) -> None:
     r"""Refuses ``mode = events`` where it does not apply, in one line."""
-    if problem.f_kind != "linear" or not any(source.kind == "events" for source in problem.data):
+    events = any(source.kind == "events" for source in problem.data)
+    if problem.f_kind != "linear" or not events:
         raise RenormError(f"mode events trains f = linear on a target given as events (target.events); {problem.name} has "
-                          f"f = {problem.f_kind} and {'events' if any(s.kind == 'events' for s in problem.data) else 'no events'}")
+                          f"f = {problem.f_kind} and {'events' if events else 'no events'}")
     if not distance_frame(problem).identity:
         raise RenormError("mode events at a singular endpoint other than 0 is not supported yet (the flow trains in the distance to it, "
                           "the events are in x)")

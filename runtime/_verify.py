@@ -319,12 +319,13 @@ def _certificate_row(exact: _Exact, log_density: LogDensity, alpha: float) -> Ce
     # an absolute floor: where q = q* up to round-off, a relative target would chase the noise
     distance = integrate(difference, *mapping.latent_range(), exact.breakpoints(alpha), rtol=_RTOL, atol=_TV_ATOL).value
     x = _grid(minimizer, *bulk, _GRID)
+    log_q = _log_q(log_density, x, alpha)
     with np.errstate(all="ignore"):
-        relative = np.abs(np.expm1(_log_q(log_density, x, alpha) - exact.log_q(x, alpha)))
+        relative = np.abs(np.expm1(log_q - exact.log_q(x, alpha)))
     relative = np.where(np.isnan(relative), np.inf, relative)
     band = solution.q_error(x)
     with np.errstate(all="ignore"):
-        pull = None if band is None else float(np.median(np.abs(_q(log_density, x, alpha) - q_star(x)) / band))
+        pull = None if band is None else float(np.median(np.abs(np.exp(log_q) - q_star(x)) / band))
     loss = minimizer.loss(alpha, log_q=lambda x: _log_q(log_density, x, alpha), rtol=_RTOL)
     return CertificateRow(
         alpha=alpha,

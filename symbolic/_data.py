@@ -101,12 +101,14 @@ def read_histogram(path: str | Path, support: tuple[float, float]) -> Histogram:
     _open_checked(path)
     if path.stat().st_size > HISTOGRAM_BYTES:
         raise _refuse(path, f"a histogram file larger than {HISTOGRAM_BYTES / 2**20:g} MiB (give the events instead: they are read in chunks)")
+    data = path.read_bytes()
     try:
-        text = path.read_bytes().decode("utf-8")
+        text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise _refuse(path, f"not a text {'YODA' if path.suffix == '.yoda' else 'CSV'} file (it is not UTF-8)") from None
+    digest = hashlib.sha256(data).hexdigest()
     if path.suffix == ".yoda":
-        return _read_yoda(path, text, support)
+        return _read_yoda(path, text, support, digest)
     rows = [row for row in csv.reader(io.StringIO(text)) if row and not row[0].lstrip().startswith("#")]
     if not rows:
         raise _refuse(path, "no header line (expected lo,hi,p1,p1_err,...)")
@@ -120,11 +122,17 @@ def read_histogram(path: str | Path, support: tuple[float, float]) -> Histogram:
     values, errors = {}, {}
     for n in orders:
         values[n] = table[:, header.index(f"p{n}")]
-        errors[n] = table[:, header.index(f"p{n}_err")]
-        bad = np.nonzero(~(errors[n] > 0))[0]
-        if bad.size:
-            raise _refuse(path, f"p{n}_err is {errors[n][bad[0]]:g} in the bin [{lo[bad[0]]:g}, {hi[bad[0]]:g}]: errors must be positive (they weight the fit)")
-    return Histogram(lo, hi, values, errors, str(path), _sha256(path))
+        errors[n] = _positive_errors(path, f"p{n}_err", lo, hi, table[:, header.index(f"p{n}_err")])
+    return Histogram(lo, hi, values, errors, str(path), digest)
+
+
+def _positive_errors(path: Path, label: str, lo: np.ndarray, hi: np.ndarray, error: np.ndarray) -> np.ndarray:
+    r"""``error``, refused in one line where a bin's is not positive (the errors weight the fit)."""
+    bad = np.nonzero(~(error > 0))[0]
+    if bad.size:
+        i = bad[0]
+        raise _refuse(path, f"{label} is {error[i]:g} in the bin [{lo[i]:g}, {hi[i]:g}]: errors must be positive (they weight the fit)")
+    return error
 
 
 def _histogram_columns(path: Path, header: list[str]) -> list[int]:
@@ -182,7 +190,7 @@ def _check_bins(path: Path, lo: np.ndarray, hi: np.ndarray, support: tuple[float
 _YODA_KINDS = ("YODA_HISTO1D_V2", "YODA_HISTO1D_V3", "YODA_SCATTER2D_V2")
 
 
-def _read_yoda(path: Path, text: str, support: tuple[float, float]) -> Histogram:
+def _read_yoda(path: Path, text: str, support: tuple[float, float], digest: str) -> Histogram:
     r"""The histograms of a YODA text file (as Rivet writes it), one per order.
 
     Each object's path must end in ``/p<n>``, the order it holds: a ``Histo1D`` (YODA 1, ``_V2``,
@@ -210,11 +218,8 @@ def _read_yoda(path: Path, text: str, support: tuple[float, float]) -> Histogram
             _check_bins(path, lo, hi, support)
         elif not (lo.size == binning[0].size and np.allclose(lo, binning[0], rtol=1e-12) and np.allclose(hi, binning[1], rtol=1e-12)):
             raise _refuse(path, f"{one_line(name)[:60]}: its bins differ from the first object's; every order must share one binning")
-        bad = np.nonzero(~(error > 0))[0]
-        if bad.size:
-            raise _refuse(path, f"{one_line(name)[:60]}: the error is {error[bad[0]]:g} in the bin [{lo[bad[0]]:g}, {hi[bad[0]]:g}]: errors must be positive")
-        values[n], errors[n] = value, error
-    return Histogram(binning[0], binning[1], values, errors, str(path), _sha256(path))
+        values[n], errors[n] = value, _positive_errors(path, f"{one_line(name)[:60]}: the error", lo, hi, error)
+    return Histogram(binning[0], binning[1], values, errors, str(path), digest)
 
 
 def _yoda_numbers(path: Path, name: str, line: str, count: int) -> list[float]:
@@ -253,8 +258,8 @@ def _yoda_bins(path: Path, name: str, kind: str, body: str) -> tuple[np.ndarray,
     if kind == "YODA_HISTO1D_V2":
         table = np.array([_yoda_numbers(path, name, line, 4) for line in rows])
         lo, hi = table[:, 0], table[:, 1]
-        width = hi - lo
-        return lo, hi, table[:, 2] / np.where(width > 0, width, 1.0), np.sqrt(np.maximum(table[:, 3], 0.0)) / np.where(width > 0, width, 1.0)
+        width = np.where(hi > lo, hi - lo, 1.0)  # an empty bin is refused with the edges
+        return lo, hi, table[:, 2] / width, np.sqrt(np.maximum(table[:, 3], 0.0)) / width
     table = np.array([_yoda_numbers(path, name, line, 6) for line in rows])
     lo, hi = table[:, 0] - table[:, 1], table[:, 0] + table[:, 2]
     # centre ± half-width rounds: adjacent bins that meet to 1e-9 share one edge
@@ -360,12 +365,12 @@ def read_events(path: str | Path, variable: str, support: tuple[float, float], s
 
 
 class _Scan:
-    r"""Pass one: every row checked; the range of distances, the totals and the endpoint sums."""
+    r"""Pass one: every row checked; how many events (and groups) there are, and the closest one to the singular end."""
 
     def __init__(self, path: Path, support: tuple[float, float], singular: str, orders: list[int]):
         self.path, self.support, self.singular, self.orders = path, support, singular, orders
         self.rows = self.inside = 0
-        self.closest, self.farthest = math.inf, 0.0
+        self.closest = math.inf
         self.last_group: float | None = None
         self.groups = 0
 
@@ -390,7 +395,7 @@ class _Scan:
         inside = d[d > 0]
         self.inside += inside.size
         if inside.size:
-            self.closest, self.farthest = min(self.closest, float(inside.min())), max(self.farthest, float(inside.max()))
+            self.closest = min(self.closest, float(inside.min()))
         self.rows += x.size
 
     def _groups(self, group: np.ndarray, start: int) -> None:
@@ -454,15 +459,16 @@ class _Tally:
         d = self.scan.distance(x)
         at_end = d <= 0
         index = np.clip(np.searchsorted(self.fine, d, side="right") - 1, 0, self.fine.size - 2)
-        self.counts += np.bincount(index[~at_end], minlength=self.counts.size)
+        binned = index[~at_end]
+        self.counts += np.bincount(binned, minlength=self.counts.size)
         group = chunk.get("group")
         for n in self.scan.orders:
             w = chunk[f"w{n}"]
-            self.sums[n] += np.bincount(index[~at_end], weights=w[~at_end], minlength=self.counts.size)
+            self.sums[n] += np.bincount(binned, weights=w[~at_end], minlength=self.counts.size)
             self.endpoint[n][0] += float(w[at_end].sum())
             self.totals[n][0] += float(w.sum())
             if group is None:
-                self.squares[n] += np.bincount(index[~at_end], weights=w[~at_end] ** 2, minlength=self.counts.size)
+                self.squares[n] += np.bincount(binned, weights=w[~at_end] ** 2, minlength=self.counts.size)
                 self.endpoint[n][1] += float((w[at_end] ** 2).sum())
                 self.totals[n][1] += float((w**2).sum())
             else:
@@ -492,24 +498,18 @@ class _Tally:
         if len(keep) - 1 < 2:
             raise _refuse(scan.path, f"{int(self.counts.sum())} events off the endpoint: too few to bin (at least {2 * MIN_EVENTS} are needed)")
         lo_d, hi_d = self.fine[keep[:-1]], self.fine[keep[1:]]
+        width = hi_d - lo_d
         a, b = scan.support
-        if scan.singular == "upper":
-            lo, hi = (b - hi_d)[::-1], (b - lo_d)[::-1]
-        else:
-            lo, hi = a + lo_d, a + hi_d
-        counts = np.add.reduceat(self.counts, keep[:-1])
+        # the bins in increasing distance; at an upper end that is decreasing x
+        order = slice(None, None, -1) if scan.singular == "upper" else slice(None)
+        lo, hi = ((b - hi_d), (b - lo_d)) if scan.singular == "upper" else (a + lo_d, a + hi_d)
         values, errors = {}, {}
         for n in scan.orders:
             s = np.add.reduceat(self.sums[n], keep[:-1])
-            s2 = np.add.reduceat(self.squares[n], keep[:-1])
-            variance = np.maximum(s2 - s**2 / events, 0.0)
-            width = hi_d - lo_d
-            value, error = s / width, np.sqrt(variance) / width
-            if scan.singular == "upper":
-                value, error = value[::-1], error[::-1]
-            values[n], errors[n] = value, error
-        if scan.singular == "upper":
-            counts = counts[::-1]
+            variance = np.maximum(np.add.reduceat(self.squares[n], keep[:-1]) - s**2 / events, 0.0)
+            values[n], errors[n] = (s / width)[order], (np.sqrt(variance) / width)[order]
+        counts = np.add.reduceat(self.counts, keep[:-1])[order]
+        lo, hi = lo[order], hi[order]
         spread = lambda pair: (pair[0], math.sqrt(max(pair[1] - pair[0] ** 2 / events, 0.0)))
         return Histogram(lo, hi, values, errors, str(scan.path), sha256, counts,
                          {n: spread(v) for n, v in self.endpoint.items()}, {n: spread(v) for n, v in self.totals.items()}, events)
