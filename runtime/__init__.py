@@ -19,6 +19,7 @@ _EXPORTS = {
     "Run": "._train", "Interrupted": "._checkpoint", "TrainConfig": "._config", "TrainingStatus": "._config", "load_run": "._train", "train": "._train",
     "CertificateRow": "._verify", "VerifyReport": "._verify", "OrderDeviation": "._verify", "Check": "._verify", "LogDensity": "._verify", "certificate": "._verify",
     "exact_log_density": "._verify", "extract_coefficients": "._verify", "extractable_range": "._verify", "verify": "._verify",
+    "SmallCouplingFit": "._verify", "small_coupling_fit": "._verify",
 }
 
 __all__ = list(_EXPORTS)

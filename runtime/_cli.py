@@ -332,7 +332,7 @@ def _sample(args: argparse.Namespace) -> None:
 def _verify_run(run):
     from ._verify import verify
 
-    return verify(run.problem, run.log_density_distance, distance=True)
+    return verify(run.problem, run.log_density_distance, couplings=run.couplings, distance=True)
 
 
 def _print_report(report) -> None:
@@ -341,9 +341,11 @@ def _print_report(report) -> None:
         if order.extractable:
             lo, hi = order.x_range
             mc = f"; MC error of p^{order.n} there: median {order.mc_error:.3e}" if order.mc_error is not None else ""
-            print(f"  q^{order.n} vs p^{order.n} on {report.variable} in [{lo:.4g}, {hi:.4g}] (scale {order.scale}): median {order.median_relative_deviation:.3e}, max {order.max_relative_deviation:.3e}{mc}")
+            cumulant = f", cumulant median {order.cumulant_median:.3e}" if math.isfinite(order.cumulant_median) else ""
+            print(f"  q^{order.n} vs p^{order.n} on {report.variable} in [{lo:.4g}, {hi:.4g}] (scale {order.scale}): median {order.median_relative_deviation:.3e}, "
+                  f"max {order.max_relative_deviation:.3e}{cumulant}; {order.coverage:.1%} of the bulk, margin {order.margin:+.2f}{mc}")
         else:
-            print(f"  q^{order.n}: not extractable over the coupling range")
+            print(f"  q^{order.n}: not extractable at the couplings trained")
     for alpha, value in zip(report.alphas, report.normalization):
         print(f"  int q dx at alpha={alpha:g}: {value:.10f}")
     print(f"  minimum density on the bulk: {report.minimum_density:.3e}")

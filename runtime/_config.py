@@ -40,7 +40,18 @@ class TrainConfig:
             estimate), or ``auto``: distill where an exact minimizer exists, else the functional.
         sampling: ``quadrature`` (deterministic Gauss–Legendre nodes in the latent variable and in α)
             or ``monte-carlo`` (fresh uniform latent points and α each step).
-        x_points, alpha_points: Quadrature nodes, or the Monte Carlo batch (the seed used 512 × 32).
+        x_points, alpha_points: Quadrature nodes, or the Monte Carlo batch (the seed used 512 × 32),
+            over the spec's ``alpha_range``.
+        alpha_floor: The lowest coupling trained: the flow also learns the perturbative window
+            [``alpha_floor``, α_min] below the spec's range, where :func:`~renorm.runtime.verify`
+            compares its coefficients with :math:`p^n` (there :math:`q^*` is :math:`p` up to
+            corrections below 1e-3 across the bulk). 0 (the default, for now) turns the window off:
+            with the seed's 8405 parameters the window costs the physical range's accuracy (README).
+        window_points: Coupling nodes in the window (Gauss–Legendre in log α, or its Monte Carlo batch).
+        relative_weight: With distillation and the window on, the weight of a second term that asks
+            for relative accuracy across the physical bulk at the window's couplings: the mean over the bulk (in the
+            latent variable) of :math:`\frac12 \log^2(q/q^*)`. At small α the bulk holds little of
+            the probability, so the KL divergence alone barely sees it (README, "Verification").
         taylor_weight: Weight of the opt-in Taylor-operator loss Σ_n ∫|q^n - p^n|² (0 = off);
             it needs ``context = linear`` (q^n are derivatives at α = 0).
         context: How α enters the flow: ``log`` (default) or ``linear``.
@@ -66,7 +77,11 @@ class TrainConfig:
                          ("auto", "functional", "distill", "events"))
     sampling: str = _setting("quadrature", "deterministic Gauss-Legendre nodes or fresh uniform points each step", ("quadrature", "monte-carlo"))
     x_points: int = _setting(128, "latent quadrature nodes (or the Monte Carlo batch); at least 64")
-    alpha_points: int = _setting(32, "coupling nodes (or the Monte Carlo batch)")
+    alpha_points: int = _setting(32, "coupling nodes over the spec's alpha_range (or the Monte Carlo batch)")
+    alpha_floor: float = _setting(0.0, "lowest coupling trained: a perturbative window [alpha_floor, alpha_min] below the spec's "
+                                        "range, where verify checks the orders across the bulk (0: off)")
+    window_points: int = _setting(16, "coupling nodes in the perturbative window")
+    relative_weight: float = _setting(1.0, "weight of the relative-accuracy term of distillation over the bulk, in the window (0: off)")
     taylor_weight: float = _setting(0.0, "weight of the opt-in Taylor-operator loss (0: off; needs --context linear)")
     context: str = _setting("log", "how alpha enters the flow", ("log", "linear"))
     support_map: str = _setting("auto", "the bijection from the support to the real line: auto, or a name of renorm.symbolic.MAPS")
@@ -115,6 +130,9 @@ class TrainConfig:
             (1 <= len(self.hidden) <= 8 and all(1 <= h <= 1024 for h in self.hidden), f"hidden must be 1 to 8 layers of 1..1024, got {self.hidden}"),
             (self.x_points <= 100_000 and self.alpha_points <= 10_000, "x_points <= 100000 and alpha_points <= 10000 are the limits"),
             (self.taylor_weight >= 0, "taylor_weight must be >= 0"),
+            (0 <= self.alpha_floor < 1, f"alpha_floor must be in [0, 1), got {self.alpha_floor}"),
+            (1 <= self.window_points <= 10_000, f"window_points must be 1..10000, got {self.window_points}"),
+            (self.relative_weight >= 0, "relative_weight must be >= 0"),
             (self.context in ("log", "linear"), f"context must be log or linear, got {self.context!r}"),
             (self.support_map == "auto" or self.support_map in MAPS, f"support_map must be auto or one of {', '.join(sorted(MAPS))}, got {self.support_map!r}"),
             (self.taylor_weight == 0 or self.context == "linear", "the Taylor-operator loss needs --context linear: a log-α context is undefined at α = 0"),

@@ -49,18 +49,16 @@ _QUANTILES = (1e-6, 1 - 1e-6)
 _WINDOW = 4.5
 
 
-def _standardization(problem: Problem, support_map: SupportMap) -> tuple[float, float]:
-    r"""Shift and scale that map the :data:`_QUANTILES` of q* in the latent variable to ±4.5.
-
-    Without an exact minimizer the positive part of p is used in its place.
-    """
+def _latent_quantiles(problem: Problem, support_map: SupportMap, alphas, quantiles) -> list[float]:
+    r"""The latent points of the ``quantiles`` of q* at each coupling of ``alphas`` (of the positive
+    part of p where no exact minimizer exists; none where even that vanishes)."""
     minimizer = ExactMinimizer(problem)
     lo, hi = training_range(support_map)
     y = np.linspace(lo, hi, 20001)
     x = support_map.from_latent(torch.as_tensor(y), TORCH).numpy()
     jacobian = np.exp(support_map.log_jacobian(torch.as_tensor(y), TORCH).numpy())
     ends = []
-    for alpha in problem.coupling_range:
+    for alpha in alphas:
         try:
             solution = minimizer.solve(alpha)
             density = solution.q(x)
@@ -71,11 +69,34 @@ def _standardization(problem: Problem, support_map: SupportMap) -> tuple[float, 
         if cdf[-1] <= 0:
             continue
         cdf /= cdf[-1]
-        ends += [float(np.interp(q, cdf, y)) for q in _QUANTILES]
+        ends += [float(np.interp(q, cdf, y)) for q in quantiles]
+    return ends
+
+
+def _standardization(problem: Problem, support_map: SupportMap, couplings: tuple[float, float]) -> tuple[float, float]:
+    r"""Shift and scale that map the :data:`_QUANTILES` of q* in the latent variable, at both ends
+    of the trained ``couplings``, to ±4.5."""
+    ends = _latent_quantiles(problem, support_map, couplings, _QUANTILES)
     if not ends:
+        lo, hi = training_range(support_map)
         return 0.5 * (lo + hi), (hi - lo) / 9
     first, last = min(ends), max(ends)
     return 0.5 * (first + last), max((last - first) / (2 * _WINDOW), 1e-3)
+
+
+def trained_couplings(problem: Problem, config: TrainConfig) -> tuple[float, float]:
+    r"""The couplings a flow is trained on: the spec's ``alpha_range`` and the perturbative window below it.
+
+    Raises:
+        RenormError: If ``config.alpha_floor`` is not below the spec's α_min.
+    """
+    lo, hi = problem.coupling_range
+    if config.alpha_floor == 0:
+        return float(lo), float(hi)
+    if not config.alpha_floor < lo:
+        raise RenormError(f"alpha_floor {config.alpha_floor:g} is not below the spec's alpha_min {lo:g}: lower it, or pass 0 to train "
+                          "no perturbative window")
+    return float(config.alpha_floor), float(hi)
 
 
 class Objective:
@@ -96,12 +117,11 @@ class Objective:
         self.kernels = load(problem)
         self.latent_lo, self.latent_hi = training_range(flow.support_map, dtype)
         self.y, self.y_weight = (self._tensor(v) for v in self.latent_grid(max(4, config.x_points // 8)))
-        # couplings: Gauss–Legendre in the context's own scale (log α by default), so the small-α
-        # end where the distribution changes fastest is not under-weighted (measured: TV at
-        # α = 0.05 stalled at 1e-2 with nodes uniform in α)
-        nodes, weights = np.polynomial.legendre.leggauss(config.alpha_points)
-        self.alpha = self._couplings((nodes + 1) / 2)
-        self.alpha_weight = self._tensor(weights / weights.sum())
+        self.parts = self._coupling_parts()
+        self.alpha, self.alpha_weight = (self._tensor(v) for v in self._coupling_nodes(between=False))
+        # the relative term's bulk: the 1%-99% quantiles of q* at the ends of the physical range
+        ends = _latent_quantiles(problem, flow.support_map, problem.coupling_range, (0.01, 0.99))
+        self.bulk = (min(ends), max(ends)) if ends else None
         self.generator = torch.Generator(device="cpu").manual_seed(config.seed + 1)
         self.mode, self.target = self._objective_mode()
         self.events = _EventLoss(self) if self.mode == "events" else None
@@ -119,16 +139,40 @@ class Objective:
     def _tensor(self, values: np.ndarray) -> Tensor:
         return torch.as_tensor(np.asarray(values, dtype=np.float64), device=self.device).to(self.dtype)
 
-    def _couplings(self, t: np.ndarray) -> Tensor:
-        r"""Couplings at fractions ``t`` of the range, in the context's own scale (log α by default).
+    def _coupling_parts(self) -> list[tuple[float, float, int, bool, float]]:
+        r"""The coupling ranges trained, each ``(lo, hi, nodes, in_log, weight)``: the spec's range, in
+        the context's own scale, and the perturbative window below it, in log α.
 
-        With nodes uniform in α the small-α end, where the distribution changes fastest, was
-        under-weighted (measured: TV at α = 0.05 stalled at 1e-2).
+        Nodes go uniformly in the context's scale (log α by default): with nodes uniform in α the
+        small-α end, where the distribution changes fastest, was under-weighted (measured: TV at
+        α = 0.05 stalled at 1e-2). The window's total weight is its length in log α over the
+        range's, so that the couplings are weighted uniformly in log α across both.
         """
-        a_lo, a_hi = self.problem.coupling_range
-        if self.config.context == "log":
-            return self._tensor(np.exp(math.log(a_lo) + (math.log(a_hi) - math.log(a_lo)) * t))
-        return self._tensor(a_lo + (a_hi - a_lo) * t)
+        lo, hi = self.problem.coupling_range
+        parts = [(float(lo), float(hi), self.config.alpha_points, self.config.context == "log", 1.0)]
+        floor = trained_couplings(self.problem, self.config)[0]
+        if floor < lo:
+            parts.append((floor, float(lo), self.config.window_points, True, math.log(lo / floor) / math.log(hi / lo)))
+        return parts
+
+    def _coupling_nodes(self, between: bool) -> tuple[np.ndarray, np.ndarray]:
+        r"""Gauss–Legendre couplings and weights of every part, or (``between``) the couplings halfway
+        between them and at the ends, equally weighted: the validation grid's."""
+        alphas, weights = [], []
+        for lo, hi, count, in_log, total in self.parts:
+            nodes, w = np.polynomial.legendre.leggauss(count)
+            t = (nodes + 1) / 2
+            if between:
+                t = np.concatenate([[0.0], 0.5 * (t[1:] + t[:-1]), [1.0]])
+                w = np.ones_like(t)
+            alphas.append(self._scaled(t, lo, hi, in_log))
+            weights.append(total * w / w.sum())
+        return np.concatenate(alphas), np.concatenate(weights)
+
+    @staticmethod
+    def _scaled(t: np.ndarray, lo: float, hi: float, in_log: bool) -> np.ndarray:
+        r"""Couplings at fractions ``t`` of ``[lo, hi]``, in log α or in α."""
+        return np.exp(math.log(lo) + (math.log(hi) - math.log(lo)) * t) if in_log else lo + (hi - lo) * t
 
     def _objective_mode(self) -> tuple[str, Tensor | None]:
         r"""The mode and, for distillation, its target; ``auto`` distills where q* exists.
@@ -168,18 +212,16 @@ class Objective:
         if self._validation is None:
             panels = (self.config.x_points // 6 + 1) * (_EventLoss.DENSER if self.events is not None else 1)
             y, weight = _gauss_legendre(np.linspace(float(self.y.min()), float(self.y.max()), panels + 1), order=7)
-            nodes, _ = np.polynomial.legendre.leggauss(self.config.alpha_points)
-            t = (nodes + 1) / 2
-            t = np.concatenate([[0.0], 0.5 * (t[1:] + t[:-1]), [1.0]])
-            y, weight, alpha = self._tensor(y), self._tensor(weight), self._couplings(t)
+            alpha, alpha_weight = (self._tensor(v) for v in self._coupling_nodes(between=True))
+            y, weight = self._tensor(y), self._tensor(weight)
             target = self._distillation_target(y, alpha) if self.target is not None else None
-            self._validation = (y, weight, alpha, target)
-        y, weight, alpha, target = self._validation
+            self._validation = (y, weight, alpha, alpha_weight, target)
+        y, weight, alpha, alpha_weight, target = self._validation
         if self.events is not None:
             square = self.events.square(self.flow.log_prob_latent(y, alpha), y, weight, alpha)
-            value = float(square.mean() - 2 * self.events.expectation(alpha, torch.full_like(alpha, 1.0 / alpha.numel()), validation=True))
+            value = float((alpha_weight * square).sum() - 2 * self.events.expectation(alpha, alpha_weight, validation=True))
         else:
-            value = float(self._per_alpha(self.flow.log_prob_latent(y, alpha), y, weight, alpha, target).mean())
+            value = float((alpha_weight * self._per_alpha(self.flow.log_prob_latent(y, alpha), y, weight, alpha, target)).sum())
         if self.coefficients is not None:
             # the stopping rule must see the whole objective, or it stops where the two terms trade
             with torch.enable_grad():
@@ -191,11 +233,14 @@ class Objective:
         if self.config.sampling == "quadrature":
             return self.y, self.y_weight, self.alpha, self.alpha_weight
         u = torch.rand(self.config.x_points, generator=self.generator, dtype=torch.float64)
-        v = torch.rand(self.config.alpha_points, generator=self.generator, dtype=torch.float64)
         width = self.latent_hi - self.latent_lo
         y = self._tensor((self.latent_lo + width * u).numpy())
-        alpha = self._couplings(v.numpy())
-        return y, torch.full_like(y, width / y.numel()), alpha, torch.full_like(alpha, 1.0 / alpha.numel())
+        alphas, weights = [], []
+        for lo, hi, count, in_log, total in self.parts:
+            v = torch.rand(count, generator=self.generator, dtype=torch.float64).numpy()
+            alphas.append(self._scaled(v, lo, hi, in_log))
+            weights.append(np.full(count, total / count))
+        return y, torch.full_like(y, width / y.numel()), self._tensor(np.concatenate(alphas)), self._tensor(np.concatenate(weights))
 
     def functional(self, log_q_latent: Tensor, y: Tensor, y_weight: Tensor, alpha: Tensor) -> Tensor:
         r""":math:`L[q]` per coupling from latent log densities of shape ``(n, m)``.
@@ -238,7 +283,17 @@ class Objective:
         safe = torch.where(present, target, 0.0)
         d = torch.where(present, log_q - safe, 0.0)
         kl = torch.where(present, torch.exp(safe) * (torch.expm1(d) - d), torch.exp(log_q))
-        return (y_weight[:, None] * kl).sum(0)
+        value = (y_weight[:, None] * kl).sum(0)
+        if self.config.relative_weight > 0 and self.bulk is not None and len(self.parts) > 1:
+            # relative accuracy across the physical bulk whatever probability it holds: at small α
+            # most of it lies far below the bulk, and the KL divergence weights the bulk by q*
+            # (in the perturbative window only: the physical range keeps the plain KL divergence)
+            inside = ((y >= self.bulk[0]) & (y <= self.bulk[1])).to(y_weight.dtype) * y_weight
+            window = (alpha < self.problem.coupling_range[0]).to(value.dtype)
+            square = torch.where(present, d, 0.0) ** 2
+            relative = (inside[:, None] * 0.5 * square).sum(0) / inside.sum().clamp_min(1e-300)
+            value = value + self.config.relative_weight * window * relative
+        return value
 
     def taylor(self, y: Tensor, y_weight: Tensor) -> Tensor:
         r"""The Taylor-operator loss :math:`\sum_{n \le N} \int dx\, (q^n - p^n)^2` on the latent grid.
@@ -306,9 +361,26 @@ class Run:
             self._evaluator = copy.deepcopy(self.flow).to(device="cpu", dtype=torch.float64).eval()
         return self._evaluator
 
+    @property
+    def couplings(self) -> tuple[float, float]:
+        r"""The couplings the flow was trained on: the spec's ``alpha_range`` and the perturbative window below it."""
+        return self.flow.coupling_range
+
+    def require_coupling(self, alpha: float) -> None:
+        r"""Refuses a coupling outside :attr:`couplings`, where the flow was never trained (in one line)."""
+        lo, hi = self.couplings
+        if not lo * (1 - 1e-12) <= alpha <= hi * (1 + 1e-12):
+            raise RenormError(f"alpha = {alpha:g} is outside the couplings this flow was trained on, [{lo:g}, {hi:g}]: its density "
+                              "there is an extrapolation (widen train.alpha_range, or lower alpha_floor, and train again)")
+
     def log_density_distance(self, d: np.ndarray, alpha: float) -> np.ndarray:
         r""":math:`\log q` at distances :math:`d` to the singular endpoint (:math:`x` itself where
-        that endpoint is 0 or there is none), float64 NumPy: the interface of verification and plots."""
+        that endpoint is 0 or there is none), float64 NumPy: the interface of verification and plots.
+
+        Raises:
+            RenormError: At a coupling outside :attr:`couplings`.
+        """
+        self.require_coupling(alpha)
         with torch.no_grad():
             dt = torch.as_tensor(np.asarray(d, dtype=np.float64).ravel())
             return self.evaluator.log_prob(dt, torch.tensor([float(alpha)], dtype=torch.float64))[:, 0].numpy().reshape(np.shape(d))
@@ -319,6 +391,7 @@ class Run:
 
     def sample(self, alpha: float, n: int, seed: int = 0) -> np.ndarray:
         r"""``n`` samples of :math:`x` (float64; rounded within :math:`\epsilon|x|` of a nonzero singular endpoint)."""
+        self.require_coupling(alpha)
         parameter = next(self.flow.parameters())
         generator = torch.Generator(device=parameter.device).manual_seed(seed)
         return self.frame.x(self.flow.sample(alpha, n, generator).double().cpu().numpy())
@@ -457,8 +530,9 @@ def _build_flow(problem: Problem, config: TrainConfig) -> ConditionalFlow:
     r"""A fresh flow in the variable of the problem's frame: the distance to a nonzero singular endpoint, else :math:`x`."""
     support_map = _support_map(problem, config)
     problem = distance_frame(problem).problem
-    shift, scale = _standardization(problem, support_map)
-    return ConditionalFlow(support_map, shift, scale, problem.coupling_range, config.degree, config.transforms, config.hidden, config.context)
+    couplings = trained_couplings(problem, config)
+    shift, scale = _standardization(problem, support_map, couplings)
+    return ConditionalFlow(support_map, shift, scale, couplings, config.degree, config.transforms, config.hidden, config.context)
 
 
 #: Settings a resumed run may change; every other flag given again must agree with the run's own.
@@ -539,6 +613,7 @@ def train(
         config = config or TrainConfig()
         config.validate()
         _support_map(problem, config)
+        trained_couplings(problem, config)
         if config.mode == "events":
             _check_events_mode(problem)
     directory = _directory(out_dir)
@@ -831,7 +906,8 @@ def _read_checkpoint(path: Path, problem: Problem | None) -> tuple[dict, TrainCo
         raise RenormError(f"{one_line(path)}: no checkpoint (train first with `renorm train SPEC --out {one_line(path.parent)}`)")
     state = read_checkpoint(path)
     try:
-        config = TrainConfig.from_json(state["config"])
+        # settings stored before the perturbative window existed trained none
+        config = TrainConfig.from_json({"alpha_floor": 0.0, **state["config"]})
         config.validate(devices=False)
     except (TypeError, ValueError) as error:
         raise RenormError(f"{one_line(path)}: the checkpoint's settings are invalid ({one_line(error)[:200]})") from None

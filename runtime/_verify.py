@@ -8,6 +8,7 @@ hand-made density are checked by the same code.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import asdict, dataclass, field, fields
 from functools import cached_property
@@ -19,8 +20,10 @@ import sympy as sp
 from renorm.symbolic import (
     ExactMinimizer, Frame, NotNormalizableError, Problem, RenormError, distance_frame, expand, integrate, json_safe, numeric,
 )
+from renorm.symbolic import coefficients as distributions
 
-__all__ = ["LogDensity", "CertificateRow", "OrderDeviation", "Check", "VerifyReport", "exact_log_density", "certificate", "extract_coefficients", "extractable_range", "verify"]
+__all__ = ["LogDensity", "CertificateRow", "OrderDeviation", "Check", "VerifyReport", "exact_log_density", "certificate", "extract_coefficients", "extractable_range",
+           "SmallCouplingFit", "small_coupling_fit", "verify"]
 
 #: ``log_density(x, alpha)``: :math:`\log q(x|\alpha)` at interior points, any array shape.
 LogDensity = Callable[[np.ndarray, float], np.ndarray]
@@ -438,6 +441,7 @@ class _Coefficients:
     values: list[Callable[[np.ndarray], np.ndarray]]
     vanishing: list[bool]
     leading: int | None
+    problem: Problem
 
     @classmethod
     def of(cls, problem: Problem) -> "_Coefficients":
@@ -446,7 +450,13 @@ class _Coefficients:
         vanishing = [bool(sp.simplify(term) == 0) for term in terms]
         functions = [numeric(term, (problem.x,)) for term in terms]
         leading = next((n for n, zero in enumerate(vanishing) if not zero), None)
-        return cls(functions, vanishing, leading)
+        return cls(functions, vanishing, leading, problem)
+
+    def cumulant(self, n: int, x: np.ndarray) -> np.ndarray:
+        r""":math:`\Sigma^n(x) = \int_a^x p^n` with the δ and plus parts (:meth:`~renorm.symbolic.Coefficient.cumulant`)."""
+        if not hasattr(self, "_distributions"):
+            object.__setattr__(self, "_distributions", distributions(self.problem))
+        return self._distributions[n].cumulant(x)
 
     def __call__(self, n: int, x: np.ndarray) -> np.ndarray:
         with np.errstate(all="ignore"):
@@ -602,27 +612,258 @@ def extractable_range(
     return _range(exact, exact.coefficients, bulk, list(orders), threshold, alphas, use_exact, degree)
 
 
+# --- coefficients at small couplings -------------------------------------------------------
+
+#: The lowest coupling a plain callable is checked at, as the flow's default ``alpha_floor``.
+WINDOW_FLOOR = 1e-3
+#: A point is checked with couplings up to the largest α at which, for every order n and every
+#: coupling below it, :math:`|q^* - p| \le` ``CORRECTION`` :math:`\alpha^n |p^n|`.
+CORRECTION = 1e-3
+#: A point's fit spans at least this factor in α (from the lowest coupling to its top).
+LEVER = 4.0
+#: The same fit applied to :math:`q^*` must reproduce :math:`p^n` to ``WINDOW_GUARD * tolerance`` at a point.
+WINDOW_GUARD = 0.5
+#: Couplings of the fits, log-spaced over the couplings checked: each point's fit uses those up to its top.
+LEVELS = 24
+#: Points of the bulk grid, uniform in log distance to the singular endpoint.
+BULK_POINTS = 241
+
+
+def _log_chebyshev(lo: float, hi: float, count: int) -> np.ndarray:
+    k = np.arange(count)
+    t = np.cos((2 * k + 1) * np.pi / (2 * count))
+    return np.sort(np.exp(0.5 * (math.log(lo) + math.log(hi)) + 0.5 * (math.log(hi) - math.log(lo)) * t))
+
+
+def _bulk_grid(problem: Problem, bulk: tuple[float, float], count: int) -> tuple[np.ndarray, np.ndarray]:
+    r"""Points of the bulk and the share of it each stands for: uniform in log distance to a singular
+    endpoint (the distance frame puts it at 0), uniform in x without one."""
+    lo, hi = bulk
+    logarithmic = problem.singular != "none" and lo > 0
+    x = np.geomspace(lo, hi, count) if logarithmic else np.linspace(lo, hi, count)
+    t = np.log(x) if logarithmic else x
+    edges = np.concatenate([[t[0]], 0.5 * (t[1:] + t[:-1]), [t[-1]]])
+    return x, np.diff(edges) / (t[-1] - t[0])
+
+
+@dataclass(frozen=True)
+class SmallCouplingFit:
+    r"""The coefficients of a density in α, extracted at small couplings, point by point across the bulk.
+
+    At each point :math:`x` of the bulk grid :math:`q(x|\alpha)` is evaluated at the ``LEVELS``
+    log-spaced couplings from the lowest to the point's own top coupling, and fitted by least
+    squares with a polynomial of degree :math:`K = N + 2` in α; the coefficient of
+    :math:`\alpha^n` is :math:`q^n(x)`. The top is the largest of those couplings below which the exact minimizer's non-perturbative correction is at most
+    ``CORRECTION`` times every :math:`\alpha^n p^n` and :math:`p > 0`: for the LO angularity
+    :math:`q^*/p - 1` is -0.43 at x = 1e-3 and α = 0.05, but -1.2e-10 at α = 0.003, so the
+    coefficients are read where :math:`q^*` is :math:`p`. A point is checked for order :math:`n`
+    where its couplings span at least a factor ``LEVER`` and the same fit applied to :math:`q^*`
+    reproduces :math:`p^n` to ``WINDOW_GUARD * tolerance``. The cumulants
+    :math:`\Sigma^n(x) = \int_a^x q^n = \delta_{n0} - T^n(x)` come from the same fit of the tail
+    :math:`T(x|\alpha) = \int_x^b q`, so they carry the δ coefficient that the pointwise
+    :math:`q^n` cannot.
+
+    **Error estimate.** The fit is linear in :math:`q`, so at every point
+
+    .. math:: |q^n - p^n| \le |q^{*n} - p^n| + G_n \max_j |q(\alpha_j)/q^*(\alpha_j) - 1|,
+              \qquad G_n = \sum_j |A^+_{nj}|\, q^*(\alpha_j) / s_n,
+
+    with :math:`A^+` the fit's pseudo-inverse: the method's bias on :math:`q^*` (``bias``) plus the
+    density's own relative error at the fit's couplings, amplified by the gain :math:`G_n`.
+
+    Attributes:
+        x: The bulk grid; ``share``: the fraction of the bulk (in log distance) each point stands for.
+        top: Each point's top coupling (NaN where no coupling qualifies).
+        lowest: The lowest coupling.
+        extracted, exact: :math:`q^n` of the density and of :math:`q^*` (shape ``(N + 1, M)``; NaN where not fitted).
+        gain: :math:`G_n` per point; ``error``: the density's largest relative error to :math:`q^*` at the point's couplings.
+        cumulant, exact_cumulant: :math:`\Sigma^n` of the density's and of :math:`q^*`'s fit.
+    """
+
+    x: np.ndarray
+    share: np.ndarray
+    top: np.ndarray
+    lowest: float
+    extracted: np.ndarray
+    exact: np.ndarray | None
+    gain: np.ndarray | None
+    error: np.ndarray | None
+    cumulant: np.ndarray
+    exact_cumulant: np.ndarray | None
+
+
+def _tails(exact: _Exact, log_density: LogDensity, x: np.ndarray, alpha: float) -> np.ndarray:
+    r""":math:`\int_x^b q` at sorted points ``x``: Gauss–Legendre panels between them in the endpoint
+    map's variable, and an adaptive integral from the last one to the end."""
+    mapping = exact.minimizer.map
+    u = mapping.to_latent(x)
+    start, end = mapping.latent_range()
+    density = lambda t: _q(log_density, mapping.from_latent(t), alpha) * mapping.jacobian(t)
+    nodes, weights = np.polynomial.legendre.leggauss(8)
+    if mapping.increasing:
+        lo, hi, last = u[:-1], u[1:], integrate(density, u[-1], end, rtol=1e-10, atol=1e-300).value
+    else:
+        lo, hi, last = u[1:], u[:-1], integrate(density, start, u[-1], rtol=1e-10, atol=1e-300).value
+    half = 0.5 * (hi - lo)
+    t = 0.5 * (hi + lo)[:, None] + half[:, None] * nodes[None, :]
+    with np.errstate(all="ignore"):
+        panels = np.nan_to_num((density(t) * weights[None, :]).sum(1) * half, nan=np.inf)
+    return last + np.concatenate([np.cumsum(panels[::-1])[::-1], [0.0]])
+
+
+def _tops(exact: _Exact, coefficients: "_Coefficients", x: np.ndarray, couplings: tuple[float, float], use_exact: bool) -> np.ndarray:
+    r"""Each point's top coupling (see :class:`SmallCouplingFit`); NaN where none spans ``LEVER``."""
+    lo, hi = couplings
+    levels = np.geomspace(lo, hi, LEVELS)
+    problem, minimizer = exact.problem, exact.minimizer
+    if not use_exact:
+        # without q* nothing measures the correction: the couplings below the physical range, if trained
+        top = min(hi, float(problem.coupling_range[0])) if lo < problem.coupling_range[0] else hi
+        return np.full(x.shape, top if top >= LEVER * lo else np.nan)
+    references = sorted({coefficients.leading if coefficients.vanishing[n] else n for n in range(problem.order + 1)} - {None})
+    ok = np.ones(x.shape, dtype=bool)
+    top = np.full(x.shape, np.nan)
+    for alpha in levels:
+        solution = exact.solution(alpha)
+        with np.errstate(all="ignore"):
+            correction = np.abs(minimizer.deviation(x, alpha, solution.lagrange_multiplier))
+            ok &= minimizer.p(x, alpha) > 0
+            for n in references:
+                ok &= correction <= CORRECTION * alpha**n * np.abs(coefficients(n, x))
+        if not ok.any():
+            break
+        top = np.where(ok, alpha, top)
+    return np.where(top >= LEVER * lo * (1 - 1e-12), top, np.nan)
+
+
+def small_coupling_fit(
+    problem: Problem,
+    log_density: LogDensity,
+    couplings: tuple[float, float] | None = None,
+    *,
+    bulk: tuple[float, float] | None = None,
+    points: int = BULK_POINTS,
+    distance: bool = False,
+) -> SmallCouplingFit:
+    r"""The coefficients of ``log_density`` at small couplings across the bulk (:class:`SmallCouplingFit`).
+
+    Arguments:
+        problem: The matching problem.
+        log_density: :math:`\log q(x|\alpha)`; it must be defined on ``couplings``.
+        couplings: The couplings the density may be evaluated at (a trained flow's
+            :attr:`~renorm.runtime.Run.couplings`); default from :data:`WINDOW_FLOOR` to α_max.
+        bulk: The range of points; default the union of the 1%–99% quantile ranges of :math:`q^*`
+            at α_min, the middle coupling and α_max (without :math:`q^*`: of the density).
+        points: Points of the grid, uniform in log distance to the singular endpoint.
+        distance: ``log_density`` takes the distance to the singular endpoint, not :math:`x`.
+    """
+    frame, log_density = _framed(problem, log_density, distance)
+    problem = frame.problem
+    couplings = _checked_couplings(problem, couplings)
+    exact = _Exact.of(problem)
+    use_exact = exact.available(list(np.geomspace(*couplings, LEVELS)) + _certificate_alphas(problem))
+    if bulk is None:
+        flow = None if use_exact else (lambda a: (lambda x: _q(log_density, x, a)))
+        bulk = _union_bulk(exact, flow, _certificate_alphas(problem))
+    return _small_coupling_fit(exact, log_density, couplings, bulk, points, use_exact)
+
+
+def _checked_couplings(problem: Problem, couplings: tuple[float, float] | None) -> tuple[float, float]:
+    lo, hi = problem.coupling_range
+    if couplings is None:
+        return (min(WINDOW_FLOOR, float(lo)), float(hi))
+    a, b = (float(c) for c in couplings)
+    if not (0 < a < b and math.isfinite(b)):
+        raise RenormError(f"the couplings to check must satisfy 0 < lowest < highest, got [{a:g}, {b:g}]")
+    return a, b
+
+
+def _small_coupling_fit(exact: _Exact, log_density: LogDensity, couplings: tuple[float, float], bulk: tuple[float, float],
+                        points: int, use_exact: bool) -> SmallCouplingFit:
+    problem = exact.problem
+    coefficients = exact.coefficients
+    order, degree = problem.order, problem.order + 2
+    x, share = _bulk_grid(problem, bulk, points)
+    levels = np.geomspace(*couplings, LEVELS)
+    top = _tops(exact, coefficients, x, couplings, use_exact)
+    shape = (order + 1, x.size)
+    extracted, cumulant = np.full(shape, np.nan), np.full(shape, np.nan)
+    star, star_cumulant, gain = (np.full(shape, np.nan) if use_exact else None for _ in range(3))
+    error = np.full(x.size, np.nan) if use_exact else None
+    used = levels[: int(np.searchsorted(levels, np.nanmax(top), side="right"))] if np.isfinite(top).any() else levels[:0]
+    # every point's fit uses the candidate tops up to its own: one evaluation (and one λ) per coupling
+    values = np.stack([_q(log_density, x, a) for a in used]) if used.size else np.empty((0, x.size))
+    tails = np.stack([_tails(exact, log_density, x, a) for a in used]) if used.size else values
+    if use_exact and used.size:
+        reference = np.stack([np.exp(exact.log_q(x, a)) for a in used])
+        reference_tails = np.stack([_tails(exact, exact.log_q, x, a) for a in used])
+    delta = (np.arange(order + 1) == 0).astype(float)[:, None]
+    for level in np.unique(top[np.isfinite(top)]):
+        where = top == level
+        count = int(np.searchsorted(used, level * (1 + 1e-12), side="right"))
+        alphas = used[:count]
+        design = np.vander(alphas / level, degree + 1, increasing=True)
+        inverse = np.linalg.pinv(design)[: order + 1] / level ** np.arange(order + 1)[:, None]
+        extracted[:, where] = inverse @ values[:count][:, where]
+        cumulant[:, where] = delta - inverse @ tails[:count][:, where]
+        if use_exact:
+            star[:, where] = inverse @ reference[:count][:, where]
+            star_cumulant[:, where] = delta - inverse @ reference_tails[:count][:, where]
+            scale = np.stack([coefficients.scale(n, x[where], level) for n in range(order + 1)])
+            with np.errstate(all="ignore"):
+                gain[:, where] = (np.abs(inverse) @ reference[:count][:, where]) / scale
+                error[where] = np.max(np.abs(values[:count][:, where] / reference[:count][:, where] - 1), axis=0)
+    return SmallCouplingFit(x, share, top, couplings[0], extracted, star, gain, error, cumulant, star_cumulant)
+
+
+def _checked(coefficients: "_Coefficients", fit: SmallCouplingFit, n: int, tolerance: float) -> np.ndarray:
+    r"""The points where order ``n`` is checked: fitted, and (with :math:`q^*`) the fit's bias on it within the guard."""
+    ok = np.isfinite(fit.top) & np.isfinite(fit.extracted[n])
+    if fit.exact is not None:
+        ok &= _relative(coefficients, n, fit.exact[n], fit) <= WINDOW_GUARD * tolerance
+    return ok
+
+
+def _relative(coefficients: "_Coefficients", n: int, values: np.ndarray, fit: SmallCouplingFit) -> np.ndarray:
+    r""":math:`|q^n - p^n| / s_n` at the fit's points, with :math:`s_n` taken at each point's top coupling."""
+    with np.errstate(all="ignore"):
+        scale = coefficients.scale(n, fit.x, 1.0) * (np.where(np.isfinite(fit.top), fit.top, np.nan) ** (
+            (coefficients.leading - n) if coefficients.vanishing[n] and coefficients.leading is not None else 0))
+        relative = np.abs(values - coefficients(n, fit.x)) / scale
+    return np.where(np.isnan(relative), np.inf, relative)
+
+
 # --- the report ----------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class OrderDeviation:
-    r"""How well the extracted :math:`q^n` matches :math:`p^n`.
+    r"""How well the extracted :math:`q^n` matches :math:`p^n` across the bulk (see :class:`SmallCouplingFit`).
 
     Attributes:
         n: The order.
-        median_relative_deviation: Median over the order's range of
-            :math:`|q^n - p^n| / s_n`; ``nan`` when the order is not extractable.
-        max_relative_deviation: Its maximum (large near zeros of :math:`p^n`, which is why the
-            median is the test).
+        median_relative_deviation: Median over the checked points of :math:`|q^n - p^n| / s_n`
+            (``nan`` where no point is checked).
+        max_relative_deviation: Its maximum.
         scale: What :math:`s_n` is: ``"p^n"`` (:math:`|p^n|`), or, where :math:`p^n` vanishes in
-            the bulk, ``"alpha_max^(m-n) p^m"``: the deviation of the :math:`\alpha^n` term relative
-            to the leading term :math:`\alpha^m p^m` at :math:`\alpha_{max}`.
-        extractable: Whether the order could be compared (see :func:`extractable_range`).
-        x_range: The interval compared on (``None`` if not extractable).
-        points: Number of points compared.
+            the bulk, ``"alpha_top^(m-n) p^m"``: the :math:`\alpha^n` term against the leading
+            term :math:`\alpha^m p^m` at the point's top coupling.
+        extractable: Whether any point was checked.
+        x_range: The span of the checked points (``None`` if none).
+        points: Number of points checked.
         mc_error: For an order fitted from Monte Carlo data, the median over the same points of its
-            fit's one-sigma error in the same units (``None`` for a formula): a deviation below it is
-            within the data's own uncertainty.
+            fit's one-sigma error in the same units (``None`` for a formula).
+        coverage: The fraction of the bulk, in log distance to the singular endpoint (in x
+            without one), where the order was checked.
+        couplings: The lowest coupling of the fits and the highest top coupling used.
+        bias: Median over the checked points of the same fit's deviation on :math:`q^*` (the
+            method's own error; ``None`` without :math:`q^*`).
+        error_estimate: Median of the bound ``bias + G_n × (relative error at the couplings)``
+            (:class:`SmallCouplingFit`; ``None`` without :math:`q^*`).
+        cumulant_median, cumulant_max: Of :math:`|\Sigma^n - \Sigma^n_p| / |\Sigma^n_p|`, the
+            cumulants with their δ coefficient, on the same points (``nan`` for :math:`n = 0`, not compared).
+        margin: How far the order is from failing: the smallest of
+            1 - median/tolerance, 1 - max/max_tolerance, 1 - cumulant_median/tolerance and
+            (coverage - min_coverage)/(1 - min_coverage) where that is defined; negative fails.
     """
 
     n: int
@@ -633,6 +874,13 @@ class OrderDeviation:
     x_range: tuple[float, float] | None
     points: int
     mc_error: float | None = None
+    coverage: float = 0.0
+    couplings: tuple[float, float] | None = None
+    bias: float | None = None
+    error_estimate: float | None = None
+    cumulant_median: float = math.nan
+    cumulant_max: float = math.nan
+    margin: float = math.nan
 
 
 @dataclass(frozen=True)
@@ -673,6 +921,9 @@ class VerifyReport:
         notes: Plain sentences on what could not be checked and why.
         variable: What the ranges and bulks are given in: :math:`x`, or the distance to a
             nonzero singular endpoint such as ``1 - x``.
+        max_tolerance: Largest maximum relative deviation allowed per order (``None``: not checked).
+        min_coverage: Smallest fraction of the bulk each order must be checked on (``None``: not checked).
+        couplings: The couplings the density was evaluated at for the coefficients.
     """
 
     orders: list[OrderDeviation]
@@ -689,6 +940,9 @@ class VerifyReport:
     checks: list[Check] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     variable: str = "x"
+    max_tolerance: float | None = None
+    min_coverage: float | None = None
+    couplings: tuple[float, float] | None = None
 
     def to_json(self) -> dict[str, Any]:
         r"""The report as one JSON-safe object (schema ``verify`` in ``runtime/schemas/renorm.schema.json``).
@@ -705,6 +959,9 @@ class VerifyReport:
             "passed": self.passed,
             "variable": self.variable,
             "tolerance": self.tolerance,
+            "max_tolerance": self.max_tolerance,
+            "min_coverage": self.min_coverage,
+            "couplings_checked": self.couplings,
             "threshold": self.threshold,
             "normalization_tolerance": self.normalization_tolerance,
             "orders": [asdict(o) for o in self.orders],
@@ -744,11 +1001,67 @@ def _order_deviation(
     return OrderDeviation(n, float(np.median(relative)), float(np.max(relative)), scale_name, True, x_range, int(x.size), mc)
 
 
+def _window_order_deviation(problem: Problem, coefficients: _Coefficients, fit: SmallCouplingFit, n: int, tolerance: float,
+                     max_tolerance: float, min_coverage: float) -> OrderDeviation:
+    vanishing = coefficients.vanishing[n]
+    scale_name = f"alpha_top^({coefficients.leading}-n) p^{coefficients.leading}" if vanishing and coefficients.leading is not None else "p^n"
+    checked = _checked(coefficients, fit, n, tolerance)
+    if not checked.any() or (vanishing and coefficients.leading is None):
+        return OrderDeviation(n, math.nan, math.nan, scale_name, False, None, 0)
+    x = fit.x[checked]
+    relative = _relative(coefficients, n, fit.extracted[n], fit)[checked]
+    coverage = float(fit.share[checked].sum())
+    median, largest = float(np.median(relative)), float(np.max(relative))
+    bias = estimate = None
+    if fit.exact is not None:
+        bias_values = _relative(coefficients, n, fit.exact[n], fit)[checked]
+        bias = float(np.median(bias_values))
+        estimate = float(np.median(bias_values + fit.gain[n][checked] * fit.error[checked]))
+    margins = [1 - median / tolerance, 1 - largest / max_tolerance]
+    if min_coverage < 1:
+        margins.append((coverage - min_coverage) / (1 - min_coverage))
+    cumulant_median = cumulant_max = math.nan
+    if n >= 1:
+        target = coefficients.cumulant(n, x)
+        with np.errstate(all="ignore"):
+            cumulant = np.abs(fit.cumulant[n][checked] - target) / np.abs(target)
+        cumulant = np.where(np.isnan(cumulant), np.inf, cumulant)
+        cumulant_median, cumulant_max = float(np.median(cumulant)), float(np.max(cumulant))
+        margins.append(1 - cumulant_median / tolerance)
+    fits = [order_fit for source in problem.data for order_fit in source.fits if order_fit.n == n]
+    mc = None
+    if fits:
+        moved = _relative(coefficients, n, fits[0](fit.x) + fits[0].error(fit.x), fit)[checked]
+        mc = float(np.median(moved))
+    return OrderDeviation(n, median, largest, scale_name, True, (float(x.min()), float(x.max())), int(x.size), mc, coverage,
+                          (fit.lowest, float(np.nanmax(fit.top[checked]))), bias, estimate, cumulant_median, cumulant_max,
+                          float(min(margins)))
+
+
+def _window_order_check(order: OrderDeviation, tolerance: float, max_tolerance: float, min_coverage: float, variable: str) -> Check:
+    r"""The comparison of one order with :math:`p^n` across the bulk, or why it did not run."""
+    name = f"q^{order.n} vs p^{order.n}"
+    if not order.extractable:
+        return Check(name, False, False, "not run: no point of the bulk where the coefficient can be extracted at small couplings")
+    numbers = [order.median_relative_deviation, order.max_relative_deviation, order.margin]
+    cumulant = ""
+    if order.n >= 1:
+        numbers.append(order.cumulant_median)
+        cumulant = f", cumulant median {order.cumulant_median:.3e}"
+    finite = all(math.isfinite(v) for v in numbers)
+    passed = finite and order.margin >= 0 and order.coverage >= min_coverage
+    lo, hi = order.x_range
+    return Check(name, True, passed,
+                 f"median {order.median_relative_deviation:.3e} (tolerance {tolerance:g}), max {order.max_relative_deviation:.3e} "
+                 f"({max_tolerance:g}){cumulant}; on {variable} in [{lo:.4g}, {hi:.4g}], {order.coverage:.1%} of the bulk "
+                 f"(needs {min_coverage:.0%}); margin {order.margin:+.2f}")
+
+
 def verify(
     problem: Problem,
     log_density: LogDensity,
     *,
-    tolerance: float = 0.02,
+    tolerance: float | None = None,
     threshold: float | None = None,
     normalization_tolerance: float = 1e-3,
     alphas: Sequence[float] | None = None,
@@ -756,6 +1069,9 @@ def verify(
     nodes: int | Sequence[float] | None = None,
     points: int = 64,
     distance: bool = False,
+    couplings: tuple[float, float] | None = None,
+    max_tolerance: float = 0.05,
+    min_coverage: float = 0.9,
 ) -> VerifyReport:
     r"""Checks a density order by order against :math:`p^n` and against the exact minimizer.
 
@@ -809,6 +1125,10 @@ def verify(
     """
     frame, log_density = _framed(problem, log_density, distance)
     problem = frame.problem
+    if couplings is not None and float(couplings[0]) < problem.coupling_range[0]:
+        return _verify_window(frame, log_density, 0.01 if tolerance is None else float(tolerance), max_tolerance, min_coverage,
+                              normalization_tolerance, alphas, _checked_couplings(problem, couplings))
+    tolerance = 0.02 if tolerance is None else float(tolerance)
     threshold = THRESHOLD_PER_TOLERANCE * tolerance if threshold is None else float(threshold)
     checks = [float(a) for a in (_certificate_alphas(problem) if alphas is None else alphas)]
     fit_alphas = _nodes(problem, nodes)
@@ -824,6 +1144,7 @@ def verify(
         orders.append(_order_deviation(problem, exact, coefficients, log_density, n, x_range, degree, fit_alphas, points))
     leading = coefficients.leading if coefficients.leading is not None else 0
 
+    orders = [_with_coverage(o, found.bulk, problem, tolerance) for o in orders]
     report = [_order_check(o, tolerance, frame.label) for o in orders]
     report += _density_checks(found, normalization_tolerance)
     rows = found.rows
@@ -850,6 +1171,42 @@ def verify(
         minimum_density=float(found.minimum), x_range=orders[leading].x_range, x_range_source=found.source, tolerance=float(tolerance),
         threshold=threshold, normalization_tolerance=float(normalization_tolerance), passed=passed, checks=report, notes=notes,
         variable=frame.label,
+    )
+
+
+def _verify_window(frame: Frame, log_density: LogDensity, tolerance: float, max_tolerance: float, min_coverage: float,
+                   normalization_tolerance: float, alphas: Sequence[float] | None, couplings: tuple[float, float]) -> VerifyReport:
+    r""":func:`verify` of a density defined below the physical range: its orders across the bulk (:class:`SmallCouplingFit`)."""
+    problem = frame.problem
+    checks = [float(a) for a in (_certificate_alphas(problem) if alphas is None else alphas)]
+    exact = _Exact.of(problem)
+    coefficients = exact.coefficients
+    use_exact = exact.available(list(np.geomspace(*couplings, LEVELS)) + checks + _certificate_alphas(problem))
+    found = _at_couplings(exact, log_density, checks, use_exact)
+    notes = list(found.notes)
+    fit = _small_coupling_fit(exact, log_density, couplings, found.bulk, BULK_POINTS, use_exact)
+    orders = [_window_order_deviation(problem, coefficients, fit, n, tolerance, max_tolerance, min_coverage) for n in range(problem.order + 1)]
+    leading = coefficients.leading if coefficients.leading is not None else 0
+
+    report = [_window_order_check(o, tolerance, max_tolerance, min_coverage, frame.label) for o in orders]
+    report += _density_checks(found, normalization_tolerance)
+    rows = found.rows
+    diverging = [row.alpha for row in rows if math.isinf(row.loss) and math.isfinite(row.optimal_loss)]
+    if diverging:
+        notes.append(f"L[q] diverges at α = {', '.join(f'{a:g}' for a in diverging)} while L[q*] is finite: the flow's far tail "
+                     "(beyond the bulk) falls off unlike p's, and w |f(q) - f(p)|² grows there without bound; the bulk checks are unaffected")
+    short = [o.n for o in orders if o.coverage < min_coverage]
+    if short:
+        lo, hi = couplings
+        notes.append(f"order(s) {', '.join(map(str, short))} checked on less than {min_coverage:.0%} of the bulk with couplings in "
+                     f"[{lo:g}, {hi:g}]: below the bulk's small-x end the exact minimizer differs from p by more than "
+                     f"{CORRECTION:g} of the α^n term at every coupling a fit can use (train a lower alpha_floor)")
+    passed = all(c.passed for c in report if c.ran) and all(c.ran for c in report[:len(orders)])
+    return VerifyReport(
+        orders=orders, certificate=rows, alphas=checks, normalization=[float(v) for v in found.normalization],
+        minimum_density=float(found.minimum), x_range=orders[leading].x_range, x_range_source=found.source, tolerance=float(tolerance),
+        threshold=CORRECTION, normalization_tolerance=float(normalization_tolerance), passed=passed, checks=report, notes=notes,
+        variable=frame.label, max_tolerance=float(max_tolerance), min_coverage=float(min_coverage), couplings=couplings,
     )
 
 
@@ -889,6 +1246,16 @@ def _at_couplings(exact: _Exact, log_density: LogDensity, checks: list[float], u
     notes.append(f"no exact minimizer over the whole range ({exact.reason}): {certificate}, and the coefficients are compared "
                  "on the flow's own bulk, where the fit's bias cannot be estimated")
     return _Found(rows, normalization, minimum, bulk, "flow bulk (no exact minimizer)", notes)
+
+
+def _with_coverage(order: OrderDeviation, bulk: tuple[float, float], problem: Problem, tolerance: float) -> OrderDeviation:
+    r"""An order checked in the physical range, with the fraction of the bulk its range covers and its margin."""
+    if not order.extractable:
+        return order
+    logarithmic = problem.singular != "none" and bulk[0] > 0
+    t = np.log if logarithmic else (lambda v: v)
+    coverage = float((t(order.x_range[1]) - t(order.x_range[0])) / (t(bulk[1]) - t(bulk[0])))
+    return dataclasses.replace(order, coverage=coverage, margin=1 - order.median_relative_deviation / tolerance)
 
 
 def _order_check(order: OrderDeviation, tolerance: float, variable: str) -> Check:

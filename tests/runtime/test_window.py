@@ -1,0 +1,147 @@
+r"""The perturbative window: training below the physical range, refusing couplings outside the
+trained ones, and verification of the orders across the bulk at small couplings."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from renorm.runtime import TrainConfig, exact_log_density, load_run, small_coupling_fit, train, verify
+from renorm.runtime._cli import main
+from renorm.symbolic import RenormError, load_spec
+
+from .. import schema
+from ..conftest import EXAMPLES
+
+WINDOW = (1e-3, 0.3)
+CF = 4 / 3
+
+
+def _example(name):
+    return load_spec(EXAMPLES / f"{name}.toml")
+
+
+@pytest.mark.parametrize("name", ["angularity_lo", "soft_collinear", "angularity_running", "soft_collinear_nlo"])
+def test_the_exact_minimizer_passes_across_the_bulk(name):
+    # q* matches p^N as α -> 0 at fixed x: read at small couplings, every order is checked on at
+    # least 90% of the bulk in log x, including those a fit over [0.05, 0.3] cannot reach
+    problem = _example(name)
+    report = verify(problem, exact_log_density(problem), couplings=WINDOW)
+    assert report.passed, [c.detail for c in report.checks if not c.passed]
+    assert not schema.errors(report.to_json(), "verify")
+    for order in report.orders:
+        assert order.coverage >= 0.9 and order.margin > 0
+        assert order.median_relative_deviation <= 0.005 and order.max_relative_deviation <= 0.02
+        # on q* itself the deviation is the method's bias, and the estimate is exactly that
+        assert order.bias == pytest.approx(order.median_relative_deviation, rel=1e-9)
+        if order.n >= 1:
+            assert order.cumulant_median <= 0.005
+
+
+def test_the_old_window_could_not_check_these_orders():
+    # the same q* through a fit over the physical range only: nothing of the running coupling
+    problem = _example("angularity_running")
+    report = verify(problem, exact_log_density(problem))
+    assert not any(order.extractable for order in report.orders)
+
+
+def test_cumulants_against_the_closed_form():
+    # soft-collinear: Σ¹(x) = -∫_x^1 (2 CF/π) log(1/t)/t dt = -(CF/π) log²(1/x), δ included
+    problem = _example("soft_collinear")
+    fit = small_coupling_fit(problem, exact_log_density(problem), WINDOW)
+    fitted = np.isfinite(fit.exact_cumulant[1])
+    assert fitted.mean() > 0.95
+    reference = -(CF / np.pi) * np.log(1 / fit.x[fitted]) ** 2
+    np.testing.assert_allclose(fit.exact_cumulant[1][fitted], reference, rtol=2e-3)
+    # Σ⁰ = 1 for x > 0 (the δ at 0)
+    np.testing.assert_allclose(fit.exact_cumulant[0][fitted], 1.0, atol=2e-5)
+
+
+def test_the_error_estimate_bounds_the_deviation_of_a_perturbed_density():
+    problem = _example("angularity_lo")
+    exact = exact_log_density(problem)
+    # a relative error that changes with α and x, as a trained flow's does
+    perturbed = lambda x, a: exact(x, a) + 0.004 * np.sin(3 * np.log(x)) * np.cos(2 * np.log(a))
+    fit = small_coupling_fit(problem, perturbed, WINDOW)
+    from renorm.symbolic import expand, numeric
+
+    p1 = numeric(expand(problem)[1], (problem.x,))(fit.x)
+    ok = np.isfinite(fit.extracted[1])
+    deviation = np.abs(fit.extracted[1][ok] - p1[ok]) / np.abs(p1[ok])
+    bias = np.abs(fit.exact[1][ok] - p1[ok]) / np.abs(p1[ok])
+    bound = bias + fit.gain[1][ok] * fit.error[ok]
+    assert np.all(deviation <= bound * (1 + 1e-9))
+    assert np.median(deviation) > 1e-3  # the perturbation is seen
+
+
+@pytest.mark.parametrize("broken, reason", [
+    (lambda exact: (lambda x, a: exact(x, 1.5 * a)), "O(α) off by 50%"),
+    (lambda exact: (lambda x, a: exact(x, a) + 0.03 * np.log(a / 0.3)), "a relative error growing at small α"),
+])
+def test_a_broken_density_fails(broken, reason):
+    problem = _example("angularity_lo")
+    report = verify(problem, broken(exact_log_density(problem)), couplings=WINDOW)
+    assert not report.passed, reason
+    assert report.orders[1].margin < 0
+
+
+def test_a_density_of_another_order_fails():
+    # q* of the O(α) soft-collinear target checked against the O(α²) one: q² is zero, p² is not
+    nlo = _example("soft_collinear_nlo")
+    report = verify(nlo, exact_log_density(_example("soft_collinear")), couplings=WINDOW)
+    assert not report.passed
+    assert report.orders[2].median_relative_deviation > 0.5 and not report.checks[2].passed
+
+
+def test_alpha_floor_must_lie_below_the_range(tmp_path):
+    with pytest.raises(RenormError, match="alpha_floor 0.1 is not below the spec's alpha_min 0.05"):
+        train(_example("angularity_lo"), tmp_path / "run", TrainConfig(alpha_floor=0.1, epochs=1, refine=0), progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.fixture(scope="module")
+def windowed(tmp_path_factory):
+    out = tmp_path_factory.mktemp("window")
+    train(_example("angularity_lo"), out, TrainConfig(alpha_floor=1e-3, epochs=4, refine=0), progress=False)
+    return out
+
+
+def test_a_windowed_run_covers_its_couplings_and_refuses_others(windowed, capsys):
+    run = load_run(windowed)
+    assert run.couplings == pytest.approx((1e-3, 0.3))
+    assert run.config.alpha_floor == 1e-3
+    capsys.readouterr()
+    assert main(["eval", str(windowed), "--alpha", "0.002", "--x", "0.01", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["q"][0] > 0
+    for command in (["eval", str(windowed), "--alpha", "0.0005", "--x", "0.01"], ["sample", str(windowed), "--alpha", "0.5", "-n", "3"]):
+        assert main(command) == 2
+        error = capsys.readouterr().err
+        assert "outside the couplings this flow was trained on, [0.001, 0.3]" in error and error.count("\n") == 1
+    # verification reads the orders at the run's own couplings
+    report = verify(run.problem, run.log_density_distance, couplings=run.couplings, distance=True)
+    assert report.couplings == pytest.approx((1e-3, 0.3)) and report.min_coverage == 0.9
+
+
+def test_a_run_without_the_window_refuses_small_couplings(tmp_path, capsys):
+    out = tmp_path / "run"
+    train(_example("angularity_lo"), out, TrainConfig(epochs=2, refine=0), progress=False)
+    assert load_run(out).couplings == pytest.approx((0.05, 0.3))
+    assert main(["eval", str(out), "--alpha", "0.003", "--x", "0.01"]) == 2
+    assert "[0.05, 0.3]" in capsys.readouterr().err
+
+
+def test_the_window_weights_the_couplings_uniformly_in_log_alpha():
+    from renorm.runtime._train import Objective, _build_flow
+
+    problem = _example("soft_collinear")
+    config = TrainConfig(alpha_floor=1e-3, epochs=1)
+    objective = Objective(problem, _build_flow(problem, config), config, __import__("torch").float64, __import__("torch").device("cpu"))
+    alpha, weight = objective.alpha.numpy(), objective.alpha_weight.numpy()
+    assert alpha.size == config.alpha_points + config.window_points
+    assert alpha.min() > 1e-3 and alpha.max() < 0.3
+    window = alpha < 0.05
+    # the weight per unit log α is the same on both sides
+    per_log = lambda mask, lo, hi: weight[mask].sum() / np.log(hi / lo)
+    assert per_log(window, 1e-3, 0.05) == pytest.approx(per_log(~window, 0.05, 0.3), rel=1e-12)
