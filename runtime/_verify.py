@@ -629,12 +629,6 @@ LEVELS = 24
 BULK_POINTS = 241
 
 
-def _log_chebyshev(lo: float, hi: float, count: int) -> np.ndarray:
-    k = np.arange(count)
-    t = np.cos((2 * k + 1) * np.pi / (2 * count))
-    return np.sort(np.exp(0.5 * (math.log(lo) + math.log(hi)) + 0.5 * (math.log(hi) - math.log(lo)) * t))
-
-
 def _bulk_grid(problem: Problem, bulk: tuple[float, float], count: int) -> tuple[np.ndarray, np.ndarray]:
     r"""Points of the bulk and the share of it each stands for: uniform in log distance to a singular
     endpoint (the distance frame puts it at 0), uniform in x without one."""
