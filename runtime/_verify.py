@@ -1142,10 +1142,7 @@ def verify(
     report = [_order_check(o, tolerance, frame.label) for o in orders]
     report += _density_checks(found, normalization_tolerance)
     rows = found.rows
-    diverging = [row.alpha for row in rows if math.isinf(row.loss) and math.isfinite(row.optimal_loss)]
-    if diverging:
-        notes.append(f"L[q] diverges at α = {', '.join(f'{a:g}' for a in diverging)} while L[q*] is finite: the flow's far tail "
-                     "(beyond the bulk) falls off unlike p's, and w |f(q) - f(p)|² grows there without bound; the bulk checks are unaffected")
+    notes += _divergence_notes(rows)
     missing = [o.n for o in orders if not o.extractable]
     if missing and use_exact:
         lo, hi = problem.coupling_range
@@ -1185,10 +1182,7 @@ def _verify_window(frame: Frame, log_density: LogDensity, tolerance: float, max_
     report = [_window_order_check(o, tolerance, max_tolerance, min_coverage, frame.label) for o in orders]
     report += _density_checks(found, normalization_tolerance)
     rows = found.rows
-    diverging = [row.alpha for row in rows if math.isinf(row.loss) and math.isfinite(row.optimal_loss)]
-    if diverging:
-        notes.append(f"L[q] diverges at α = {', '.join(f'{a:g}' for a in diverging)} while L[q*] is finite: the flow's far tail "
-                     "(beyond the bulk) falls off unlike p's, and w |f(q) - f(p)|² grows there without bound; the bulk checks are unaffected")
+    notes += _divergence_notes(rows)
     short = [o.n for o in orders if o.coverage < min_coverage]
     if short:
         lo, hi = couplings
@@ -1260,6 +1254,15 @@ def _order_check(order: OrderDeviation, tolerance: float, variable: str) -> Chec
     finite = math.isfinite(order.median_relative_deviation) and math.isfinite(order.max_relative_deviation)
     return Check(name, True, finite and order.median_relative_deviation <= tolerance,
                  f"median {order.median_relative_deviation:.3e} (tolerance {tolerance:g}) on {variable} in [{order.x_range[0]:.4g}, {order.x_range[1]:.4g}]")
+
+
+def _divergence_notes(rows: list[CertificateRow]) -> list[str]:
+    r"""A note where L[q] diverges while L[q*] does not."""
+    diverging = [row.alpha for row in rows if math.isinf(row.loss) and math.isfinite(row.optimal_loss)]
+    if not diverging:
+        return []
+    return [f"L[q] diverges at α = {', '.join(f'{a:g}' for a in diverging)} while L[q*] is finite: the flow's far tail "
+            "(beyond the bulk) falls off unlike p's, and w |f(q) - f(p)|² grows there without bound; the bulk checks are unaffected"]
 
 
 def _density_checks(found: _Found, normalization_tolerance: float) -> list[Check]:
