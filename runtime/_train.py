@@ -118,9 +118,10 @@ class Objective:
         self.latent_lo, self.latent_hi = training_range(flow.support_map, dtype)
         self.y, self.y_weight = (self._tensor(v) for v in self.latent_grid(max(4, config.x_points // 8)))
         self.parts = self._coupling_parts()
-        self.alpha, self.alpha_weight = (self._tensor(v) for v in self._coupling_nodes(between=False))
-        # the relative term's bulk: the 1%-99% quantiles of q* at the ends of the physical range
-        ends = _latent_quantiles(problem, flow.support_map, problem.coupling_range, (0.01, 0.99))
+        self.alpha, self.alpha_weight = (self._tensor(v) for v in self._coupling_nodes("nodes"))
+        # the relative term's bulk (with the window only): the 1%-99% quantiles of q* at the ends of the physical range
+        ends = (_latent_quantiles(problem, flow.support_map, problem.coupling_range, (0.01, 0.99))
+                if len(self.parts) > 1 and config.relative_weight > 0 else [])
         self.bulk = (min(ends), max(ends)) if ends else None
         self.generator = torch.Generator(device="cpu").manual_seed(config.seed + 1)
         self.mode, self.target = self._objective_mode()
@@ -155,16 +156,20 @@ class Objective:
             parts.append((floor, float(lo), self.config.window_points, True, math.log(lo / floor) / math.log(hi / lo)))
         return parts
 
-    def _coupling_nodes(self, between: bool) -> tuple[np.ndarray, np.ndarray]:
-        r"""Gauss–Legendre couplings and weights of every part, or (``between``) the couplings halfway
-        between them and at the ends, equally weighted: the validation grid's."""
+    def _coupling_nodes(self, kind: str) -> tuple[np.ndarray, np.ndarray]:
+        r"""Couplings and weights of every part: its Gauss–Legendre ``nodes``; the couplings halfway
+        ``between`` them and at the ends, equally weighted (the validation grid); or ``random``
+        uniform draws (Monte Carlo sampling)."""
         alphas, weights = [], []
         for lo, hi, count, in_log, total in self.parts:
-            nodes, w = np.polynomial.legendre.leggauss(count)
-            t = (nodes + 1) / 2
-            if between:
-                t = np.concatenate([[0.0], 0.5 * (t[1:] + t[:-1]), [1.0]])
-                w = np.ones_like(t)
+            if kind == "random":
+                t, w = torch.rand(count, generator=self.generator, dtype=torch.float64).numpy(), np.ones(count)
+            else:
+                nodes, w = np.polynomial.legendre.leggauss(count)
+                t = (nodes + 1) / 2
+                if kind == "between":
+                    t = np.concatenate([[0.0], 0.5 * (t[1:] + t[:-1]), [1.0]])
+                    w = np.ones_like(t)
             alphas.append(self._scaled(t, lo, hi, in_log))
             weights.append(total * w / w.sum())
         return np.concatenate(alphas), np.concatenate(weights)
@@ -212,7 +217,7 @@ class Objective:
         if self._validation is None:
             panels = (self.config.x_points // 6 + 1) * (_EventLoss.DENSER if self.events is not None else 1)
             y, weight = _gauss_legendre(np.linspace(float(self.y.min()), float(self.y.max()), panels + 1), order=7)
-            alpha, alpha_weight = (self._tensor(v) for v in self._coupling_nodes(between=True))
+            alpha, alpha_weight = (self._tensor(v) for v in self._coupling_nodes("between"))
             y, weight = self._tensor(y), self._tensor(weight)
             target = self._distillation_target(y, alpha) if self.target is not None else None
             self._validation = (y, weight, alpha, alpha_weight, target)
@@ -235,12 +240,8 @@ class Objective:
         u = torch.rand(self.config.x_points, generator=self.generator, dtype=torch.float64)
         width = self.latent_hi - self.latent_lo
         y = self._tensor((self.latent_lo + width * u).numpy())
-        alphas, weights = [], []
-        for lo, hi, count, in_log, total in self.parts:
-            v = torch.rand(count, generator=self.generator, dtype=torch.float64).numpy()
-            alphas.append(self._scaled(v, lo, hi, in_log))
-            weights.append(np.full(count, total / count))
-        return y, torch.full_like(y, width / y.numel()), self._tensor(np.concatenate(alphas)), self._tensor(np.concatenate(weights))
+        alpha, alpha_weight = (self._tensor(v) for v in self._coupling_nodes("random"))
+        return y, torch.full_like(y, width / y.numel()), alpha, alpha_weight
 
     def functional(self, log_q_latent: Tensor, y: Tensor, y_weight: Tensor, alpha: Tensor) -> Tensor:
         r""":math:`L[q]` per coupling from latent log densities of shape ``(n, m)``.
@@ -284,7 +285,7 @@ class Objective:
         d = torch.where(present, log_q - safe, 0.0)
         kl = torch.where(present, torch.exp(safe) * (torch.expm1(d) - d), torch.exp(log_q))
         value = (y_weight[:, None] * kl).sum(0)
-        if self.config.relative_weight > 0 and self.bulk is not None and len(self.parts) > 1:
+        if self.bulk is not None:
             # relative accuracy across the physical bulk whatever probability it holds: at small α
             # most of it lies far below the bulk, and the KL divergence weights the bulk by q*
             # (in the perturbative window only: the physical range keeps the plain KL divergence)

@@ -452,10 +452,12 @@ class _Coefficients:
         leading = next((n for n, zero in enumerate(vanishing) if not zero), None)
         return cls(functions, vanishing, leading, problem)
 
+    @cached_property
+    def _distributions(self):
+        return distributions(self.problem)
+
     def cumulant(self, n: int, x: np.ndarray) -> np.ndarray:
         r""":math:`\Sigma^n(x) = \int_a^x p^n` with the δ and plus parts (:meth:`~renorm.symbolic.Coefficient.cumulant`)."""
-        if not hasattr(self, "_distributions"):
-            object.__setattr__(self, "_distributions", distributions(self.problem))
         return self._distributions[n].cumulant(x)
 
     def __call__(self, n: int, x: np.ndarray) -> np.ndarray:
@@ -629,11 +631,21 @@ LEVELS = 24
 BULK_POINTS = 241
 
 
+def _levels(couplings: tuple[float, float]) -> np.ndarray:
+    r"""The fits' couplings: ``LEVELS`` log-spaced from the lowest to the highest."""
+    return np.geomspace(*couplings, LEVELS)
+
+
+def _logarithmic(problem: Problem, bulk: tuple[float, float]) -> bool:
+    r"""Whether the bulk is measured in log distance to a singular endpoint (the distance frame puts it at 0), else in x."""
+    return problem.singular != "none" and bulk[0] > 0
+
+
 def _bulk_grid(problem: Problem, bulk: tuple[float, float], count: int) -> tuple[np.ndarray, np.ndarray]:
     r"""Points of the bulk and the share of it each stands for: uniform in log distance to a singular
     endpoint (the distance frame puts it at 0), uniform in x without one."""
     lo, hi = bulk
-    logarithmic = problem.singular != "none" and lo > 0
+    logarithmic = _logarithmic(problem, bulk)
     x = np.geomspace(lo, hi, count) if logarithmic else np.linspace(lo, hi, count)
     t = np.log(x) if logarithmic else x
     edges = np.concatenate([[t[0]], 0.5 * (t[1:] + t[:-1]), [t[-1]]])
@@ -708,7 +720,7 @@ def _tails(exact: _Exact, log_density: LogDensity, x: np.ndarray, alpha: float) 
 def _tops(exact: _Exact, coefficients: "_Coefficients", x: np.ndarray, couplings: tuple[float, float], use_exact: bool) -> np.ndarray:
     r"""Each point's top coupling (see :class:`SmallCouplingFit`); NaN where none spans ``LEVER``."""
     lo, hi = couplings
-    levels = np.geomspace(lo, hi, LEVELS)
+    levels = _levels(couplings)
     problem, minimizer = exact.problem, exact.minimizer
     if not use_exact:
         # without q* nothing measures the correction: the couplings below the physical range, if trained
@@ -755,7 +767,7 @@ def small_coupling_fit(
     problem = frame.problem
     couplings = _checked_couplings(problem, couplings)
     exact = _Exact.of(problem)
-    use_exact = exact.available(list(np.geomspace(*couplings, LEVELS)) + _certificate_alphas(problem))
+    use_exact = exact.available(list(_levels(couplings)) + _certificate_alphas(problem))
     if bulk is None:
         flow = None if use_exact else (lambda a: (lambda x: _q(log_density, x, a)))
         bulk = _union_bulk(exact, flow, _certificate_alphas(problem))
@@ -778,7 +790,7 @@ def _small_coupling_fit(exact: _Exact, log_density: LogDensity, couplings: tuple
     coefficients = exact.coefficients
     order, degree = problem.order, problem.order + 2
     x, share = _bulk_grid(problem, bulk, points)
-    levels = np.geomspace(*couplings, LEVELS)
+    levels = _levels(couplings)
     top = _tops(exact, coefficients, x, couplings, use_exact)
     shape = (order + 1, x.size)
     extracted, cumulant = np.full(shape, np.nan), np.full(shape, np.nan)
@@ -808,14 +820,6 @@ def _small_coupling_fit(exact: _Exact, log_density: LogDensity, couplings: tuple
                 gain[:, where] = (np.abs(inverse) @ reference[:count][:, where]) / scale
                 error[where] = np.max(np.abs(values[:count][:, where] / reference[:count][:, where] - 1), axis=0)
     return SmallCouplingFit(x, share, top, couplings[0], extracted, star, gain, error, cumulant, star_cumulant)
-
-
-def _checked(coefficients: "_Coefficients", fit: SmallCouplingFit, n: int, tolerance: float) -> np.ndarray:
-    r"""The points where order ``n`` is checked: fitted, and (with :math:`q^*`) the fit's bias on it within the guard."""
-    ok = np.isfinite(fit.top) & np.isfinite(fit.extracted[n])
-    if fit.exact is not None:
-        ok &= _relative(coefficients, n, fit.exact[n], fit) <= WINDOW_GUARD * tolerance
-    return ok
 
 
 def _relative(coefficients: "_Coefficients", n: int, values: np.ndarray, fit: SmallCouplingFit) -> np.ndarray:
@@ -999,7 +1003,11 @@ def _window_order_deviation(problem: Problem, coefficients: _Coefficients, fit: 
                      max_tolerance: float, min_coverage: float) -> OrderDeviation:
     vanishing = coefficients.vanishing[n]
     scale_name = f"alpha_top^({coefficients.leading}-n) p^{coefficients.leading}" if vanishing and coefficients.leading is not None else "p^n"
-    checked = _checked(coefficients, fit, n, tolerance)
+    # checked where fitted and (with q*) where the same fit's bias on q* is within the guard
+    checked = np.isfinite(fit.top) & np.isfinite(fit.extracted[n])
+    if fit.exact is not None:
+        bias_values = _relative(coefficients, n, fit.exact[n], fit)
+        checked &= bias_values <= WINDOW_GUARD * tolerance
     if not checked.any() or (vanishing and coefficients.leading is None):
         return OrderDeviation(n, math.nan, math.nan, scale_name, False, None, 0)
     x = fit.x[checked]
@@ -1008,7 +1016,7 @@ def _window_order_deviation(problem: Problem, coefficients: _Coefficients, fit: 
     median, largest = float(np.median(relative)), float(np.max(relative))
     bias = estimate = None
     if fit.exact is not None:
-        bias_values = _relative(coefficients, n, fit.exact[n], fit)[checked]
+        bias_values = bias_values[checked]
         bias = float(np.median(bias_values))
         estimate = float(np.median(bias_values + fit.gain[n][checked] * fit.error[checked]))
     margins = [1 - median / tolerance, 1 - largest / max_tolerance]
@@ -1172,7 +1180,7 @@ def _verify_window(frame: Frame, log_density: LogDensity, tolerance: float, max_
     checks = [float(a) for a in (_certificate_alphas(problem) if alphas is None else alphas)]
     exact = _Exact.of(problem)
     coefficients = exact.coefficients
-    use_exact = exact.available(list(np.geomspace(*couplings, LEVELS)) + checks + _certificate_alphas(problem))
+    use_exact = exact.available(list(_levels(couplings)) + checks + _certificate_alphas(problem))
     found = _at_couplings(exact, log_density, checks, use_exact)
     notes = list(found.notes)
     fit = _small_coupling_fit(exact, log_density, couplings, found.bulk, BULK_POINTS, use_exact)
@@ -1240,8 +1248,7 @@ def _with_coverage(order: OrderDeviation, bulk: tuple[float, float], problem: Pr
     r"""An order checked in the physical range, with the fraction of the bulk its range covers and its margin."""
     if not order.extractable:
         return order
-    logarithmic = problem.singular != "none" and bulk[0] > 0
-    t = np.log if logarithmic else (lambda v: v)
+    t = np.log if _logarithmic(problem, bulk) else (lambda v: v)
     coverage = float((t(order.x_range[1]) - t(order.x_range[0])) / (t(bulk[1]) - t(bulk[0])))
     return dataclasses.replace(order, coverage=coverage, margin=1 - order.median_relative_deviation / tolerance)
 
