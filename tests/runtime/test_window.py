@@ -145,3 +145,100 @@ def test_the_window_weights_the_couplings_uniformly_in_log_alpha():
     # the weight per unit log α is the same on both sides
     per_log = lambda mask, lo, hi: weight[mask].sum() / np.log(hi / lo)
     assert per_log(window, 1e-3, 0.05) == pytest.approx(per_log(~window, 0.05, 0.3), rel=1e-12)
+
+
+def _objective(name, **settings):
+    import torch
+
+    from renorm.runtime._train import Objective, _build_flow
+
+    problem, config = _example(name), TrainConfig(**settings)
+    return Objective(problem, _build_flow(problem, config).double(), config, torch.float64, torch.device("cpu"))
+
+
+@pytest.mark.parametrize("name, settings, tolerance", [
+    ("angularity_lo", {"alpha_floor": 1e-3}, 1e-5),  # q*'s Sudakov peak at α = 1e-3 is narrow in the latent variable
+    ("soft_collinear_nlo", {}, 1e-5),  # q* vanishes with a kink where p changes sign
+    ("angularity_running", {}, 2e-3),  # a logarithmic spike at the Landau pole: the refinement's limit
+    ("soft_collinear", {"alpha_floor": 2e-3, "x_points": 256}, 1e-5),
+])
+def test_the_training_grid_integrates_q_star_at_every_coupling(name, settings, tolerance):
+    import torch
+
+    from renorm.runtime._train import _gauss_legendre
+
+    objective = _objective(name, **settings)
+    integral = (objective.y_weight[:, None] * torch.exp(objective.target)).sum(0).numpy()
+    assert np.abs(integral - 1).max() <= tolerance
+    # the grid as laid out before refinement does not: the test sees the difference
+    y, weight = _gauss_legendre(objective.latent_edges(max(4, objective.config.x_points // 8)))
+    coarse = (weight[:, None] * np.exp(objective._exact_log_density(objective.alpha)(y))).sum(0)
+    assert np.abs(coarse - 1).max() > 10 * tolerance
+    # at most 4x the nodes, and the validation grid resolves q* to its own 1e-3
+    assert objective.y.numel() <= 4 * objective.config.x_points
+    objective.validation()
+    y, weight, alpha, _, target = objective._validation
+    assert np.abs((weight[:, None] * torch.exp(target)).sum(0).numpy() - 1).max() <= max(1e-3, tolerance)
+
+
+def test_the_grid_of_a_resolved_problem_is_left_as_it_is():
+    # the main job's grid already integrates q* to 1.7e-6: no panel is split (its run stays bit for bit)
+    from renorm.runtime._train import _gauss_legendre
+
+    objective = _objective("angularity_lo")
+    y, _ = _gauss_legendre(objective.latent_edges(objective.config.x_points // 8))
+    assert np.array_equal(objective.y.numpy(), y)
+
+
+def test_the_window_trains_the_bulk_pointwise_and_each_side_as_one_bin():
+    import torch
+
+    objective = _objective("angularity_lo", alpha_floor=1e-3)
+    y, weight, alpha, _ = objective.grid()
+    target, (lo, hi) = objective.target, objective.bulk
+    window = alpha < 0.05
+    assert window.any() and (~window).any()
+    assert torch.equal(objective._per_alpha(target, y, weight, alpha, target), torch.zeros(alpha.numel(), dtype=torch.float64))
+    # reshape q* on each side of the bulk, keeping each side's probability: free in the window only
+    reshaped = target.clone()
+    for side in (y < lo, y > hi):
+        mass = weight[side][:, None] * torch.exp(target[side])
+        centre = (mass * y[side][:, None]).sum(0) / mass.sum(0)
+        shape = y[side][:, None] - centre
+        reshaped[side] = target[side] + torch.log1p(0.3 * shape / shape.abs().max(0).values)
+    value = objective._per_alpha(reshaped, y, weight, alpha, target)
+    assert value[window].abs().max() < 1e-15 and (value[~window] > 1e-9).all()
+    # a change inside the bulk is seen at every coupling; in the window the relative term adds the
+    # bulk mean of d²/2, which at α = 1e-3 outweighs the KL divergence (the bulk holds little probability)
+    inside = (y >= lo) & (y <= hi)
+    d = torch.where(inside, 1e-2 * torch.sin(3 * y), 0.0)
+    value = objective._per_alpha(target + d[:, None], y, weight, alpha, target)
+    assert (value > 0).all()
+    kl_only = _objective("angularity_lo", alpha_floor=1e-3, relative_weight=0.0)._per_alpha(target + d[:, None], y, weight, alpha, target)
+    relative = float((weight * inside * d ** 2).sum() / (weight * inside).sum()) / 2
+    np.testing.assert_allclose((value - kl_only)[window].numpy(), relative, rtol=1e-10)
+    assert torch.equal(value[~window], kl_only[~window])
+    assert relative > 10 * float(kl_only[alpha.argmin()])
+
+
+def test_the_window_keeps_the_physical_standardization():
+    # q*'s peak at α = 1e-3 would take the Bernstein polynomials' resolution from the physical range
+    plain, windowed = _objective("angularity_lo"), _objective("angularity_lo", alpha_floor=1e-3)
+    assert float(windowed.flow.shift) == float(plain.flow.shift) and float(windowed.flow.scale) == float(plain.flow.scale)
+    assert windowed.flow.coupling_range == (1e-3, 0.3)
+
+
+def test_the_fit_recovers_a_polynomial_in_alpha_exactly():
+    # q = α p¹ (1 + 2α - 3α²), positive on the fit's couplings: degree N + 2 recovers q⁰ = 0 and q¹ = p¹
+    # exactly whatever the residuals' weights, and the tail's fit gives Σ¹ of the same polynomial
+    problem = _example("soft_collinear")
+    p1 = lambda x: (2 * CF / np.pi) * np.log(1 / x) / x
+
+    def log_density(x, alpha):
+        return np.log(alpha * p1(x) * (1 + 2 * alpha - 3 * alpha ** 2))
+
+    fit = small_coupling_fit(problem, log_density, WINDOW)
+    fitted = np.isfinite(fit.extracted[1])
+    assert fitted.mean() > 0.95
+    np.testing.assert_allclose(fit.extracted[1][fitted], p1(fit.x[fitted]), rtol=1e-8)
+    np.testing.assert_allclose(fit.extracted[0][fitted], 0.0, atol=1e-8 * p1(fit.x[fitted]).max())
