@@ -1009,10 +1009,15 @@ def _order_deviation(
     extracted = extract_coefficients(problem, log_density, x, degree=degree, nodes=alphas)[n]
     alpha_max = float(problem.coupling_range[1])
     relative = coefficients.deviation(n, extracted, x, alpha_max)
-    fits = [fit for source in problem.data for fit in source.fits if fit.n == n]
+    data = _data_fit(problem, n)
     # p^n moved by its one-sigma error, in the deviation's own units
-    mc = float(np.median(coefficients.deviation(n, fits[0](x) + fits[0].error(x), x, alpha_max))) if fits else None
+    mc = float(np.median(coefficients.deviation(n, data(x) + data.error(x), x, alpha_max))) if data is not None else None
     return OrderDeviation(n, float(np.median(relative)), float(np.max(relative)), scale_name, True, x_range, int(x.size), mc)
+
+
+def _data_fit(problem: Problem, n: int):
+    r"""The fit of order ``n`` to a numeric target's data (``None`` for a formula)."""
+    return next((fit for source in problem.data for fit in source.fits if fit.n == n), None)
 
 
 def _window_order_deviation(problem: Problem, coefficients: _Coefficients, fit: SmallCouplingFit, n: int, tolerance: float,
@@ -1046,11 +1051,8 @@ def _window_order_deviation(problem: Problem, coefficients: _Coefficients, fit: 
         cumulant = np.where(np.isnan(cumulant), np.inf, cumulant)
         cumulant_median, cumulant_max = float(np.median(cumulant)), float(np.max(cumulant))
         margins.append(1 - cumulant_median / tolerance)
-    fits = [order_fit for source in problem.data for order_fit in source.fits if order_fit.n == n]
-    mc = None
-    if fits:
-        moved = _relative(coefficients, n, fits[0](fit.x) + fits[0].error(fit.x), fit)[checked]
-        mc = float(np.median(moved))
+    data = _data_fit(problem, n)
+    mc = float(np.median(_relative(coefficients, n, data(fit.x) + data.error(fit.x), fit)[checked])) if data is not None else None
     return OrderDeviation(n, median, largest, scale_name, True, (float(x.min()), float(x.max())), int(x.size), mc, coverage,
                           (fit.lowest, float(np.nanmax(fit.top[checked]))), bias, estimate, cumulant_median, cumulant_max,
                           float(min(margins)))
