@@ -1,4 +1,4 @@
-r"""Exact solutions of the matching functional: specs, α-expansion, minimizers, λ(α), matched order, magic C."""
+r"""Exact solutions of the matching functional: specs, α-expansion, minimizers, λ(α), matched order, magic C; in one or two observables."""
 
 from ._budget import OverBudget as OverBudget
 from ._budget import budget as budget
@@ -43,6 +43,14 @@ from ._maps import SupportMap as SupportMap
 from ._maps import default_map as default_map
 from ._maps import quadrature_map as quadrature_map
 from ._maps import register_map as register_map
+from ._multi import Bound as Bound
+from ._multi import MultiMinimizer as MultiMinimizer
+from ._multi import MultiProblem as MultiProblem
+from ._multi import MultiSolution as MultiSolution
+from ._multi import make_multi_problem as make_multi_problem
+from ._multi import marginal_problem as marginal_problem
+from ._multi import multi_coefficients as multi_coefficients
+from ._multi import multi_matched_order as multi_matched_order
 from ._numeric import numeric as numeric
 from ._quadrature import integrate as integrate
 from ._solve import ExactMinimizer as ExactMinimizer
@@ -68,5 +76,7 @@ __all__ = [
     "matched_order", "solve", "bulk_points", "SpecialFunction", "SPECIAL_FUNCTIONS", "register_function", "unregister_function", "LIMITS", "Limits", "Problem", "load_spec", "make_problem", "parse_expression",
     "to_toml", "one_line", "OneLineParser", "budget", "OverBudget", "write_atomic", "json_safe",
     "MatchingFunction", "LossKernel", "MATCHING", "matching_function",
+    "Bound", "MultiProblem", "MultiMinimizer", "MultiSolution", "make_multi_problem", "marginal_problem", "multi_coefficients",
+    "multi_matched_order",
     "Histogram", "read_events", "read_histogram", "EventSample", "event_sample", "OrderFit", "DataSource", "fit_order",
 ]

@@ -261,9 +261,9 @@ class Log(MatchingFunction):
 
     def log_q(self, p: np.ndarray, c2: np.ndarray, lam: float, log_abs: LogAbs) -> np.ndarray:
         r""":math:`\log|p| - W`, exact where :math:`q_\lambda` itself underflows."""
-        if lam == 0:
-            return super().log_q(p, c2, lam, log_abs)
         log_abs_p = log_abs()
+        if lam == 0:
+            return log_abs_p
         if lam > 0:
             return self._log_q_large(p, log_abs_p, c2, lam)
         with np.errstate(all="ignore"):

@@ -150,7 +150,21 @@ def integrate_support(
     rtol: float = 1e-13,
     tails: bool = True,
 ) -> float:
-    r""":math:`\int dx\, g(x)` over the support through ``mapping``; ``inf`` if it does not converge.
+    r""":math:`\int dx\, g(x)` over the support through ``mapping``; ``inf`` if it does not converge
+    (see :func:`support_quadrature`)."""
+    return support_quadrature(fn, mapping, breakpoints, rtol, tails)[0]
+
+
+def support_quadrature(
+    fn: Callable[[np.ndarray], np.ndarray],
+    mapping: SupportMap,
+    breakpoints: np.ndarray | tuple[float, ...] = (),
+    rtol: float = 1e-13,
+    tails: bool = True,
+    atol: float = 0.0,
+) -> tuple[float, Quadrature | None]:
+    r""":math:`\int dx\, g(x)` over the support through ``mapping``, and the final panels (in the
+    map's variable); ``(inf, None)`` if it does not converge.
 
     Weight that an integrand still carries within :math:`e^{-400}` of a singular or infinite
     endpoint is an artifact of the cut at :math:`e^{\pm 600}`, not physics: such an integral
@@ -175,12 +189,23 @@ def integrate_support(
         return np.where(keep, values, 0.0)
 
     lo, hi = mapping.latent_range()
-    result = integrate(integrand, lo, hi, breakpoints=breakpoints, rtol=rtol)
+    result = integrate(integrand, lo, hi, breakpoints=breakpoints, rtol=rtol, atol=atol)
     if not math.isfinite(result.value):
-        return math.inf
+        return math.inf, None
     cut_lo, cut_hi = mapping.cut_ends()
     if tails and (cut_lo or cut_hi):
         tail = (cut_lo & (result.edges < lo + TAIL_WIDTH)) | (cut_hi & (result.edges > hi - TAIL_WIDTH))
         if abs(result.contributions[tail].sum()) > TAIL_TOLERANCE * max(1.0, abs(result.value)):
-            return math.inf
-    return result.value
+            return math.inf, None
+    return result.value, result
+
+
+def support_nodes(result: Quadrature, mapping: SupportMap) -> tuple[np.ndarray, np.ndarray]:
+    r"""The Kronrod nodes :math:`x_k` and weights :math:`w_k` of a :func:`support_quadrature`'s panels:
+    :math:`\sum_k w_k g(x_k)` is its integral of :math:`g` (nodes that round onto an endpoint dropped)."""
+    half = 0.5 * (result.rights - result.edges)
+    u = 0.5 * (result.rights + result.edges)[:, None] + half[:, None] * NODES[None, :]
+    x = mapping.from_latent(u)
+    weights = half[:, None] * KRONROD[None, :] * mapping.jacobian(u)
+    keep = (x > mapping.a) & (x < mapping.b)
+    return x[keep], weights[keep]

@@ -438,9 +438,15 @@ def matched_order(problem: Problem, steps: int = 10) -> MatchedOrder:
         deviations.append(np.abs(deviation))
         if np.median(np.abs(deviation) / np.maximum(np.abs(truncated), 1e-300)) < _RESOLUTION:
             break  # δ is below what float64 resolves: the smaller couplings add nothing
+    return orders_from_deviations(problem.order, alphas, deviations, tuple(x), degenerate, steps)
+
+
+def orders_from_deviations(order: int, alphas: Sequence[float], deviations: Sequence[np.ndarray], points: tuple,
+                           degenerate: bool, steps: int) -> MatchedOrder:
+    r"""The :class:`MatchedOrder` from :math:`|q^* - p^N|` at the bulk points, one array per coupling of ``alphas``."""
     if len(deviations) == 1 and steps > 0:
         # q* = p^N to float64 resolution already at α_min (λ = 0: p^N is normalized as it stands)
-        return MatchedOrder(problem.order, math.inf, tuple(alphas), (), tuple(x), degenerate)
+        return MatchedOrder(order, math.inf, tuple(alphas), (), points, degenerate)
     exponents = []
     for d0, d1 in zip(deviations, deviations[1:]):
         with np.errstate(all="ignore"):
@@ -449,7 +455,7 @@ def matched_order(problem: Problem, steps: int = 10) -> MatchedOrder:
         exponents.append(float(np.median(local)))
     s = exponents[-1] if exponents else math.nan
     if math.isnan(s):
-        order = -1
+        matched = -1
     else:
-        order = problem.order if s == math.inf else int(min(problem.order, max(-1, math.floor(s - 0.75))))
-    return MatchedOrder(order, s, tuple(alphas), tuple(exponents), tuple(x), degenerate)
+        matched = order if s == math.inf else int(min(order, max(-1, math.floor(s - 0.75))))
+    return MatchedOrder(matched, s, tuple(alphas), tuple(exponents), points, degenerate)

@@ -483,8 +483,8 @@ def make_problem(
     """
     if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise SpecError(f"name: {_short(name)} is not a usable name: 1 to 64 ASCII letters, digits, '_', '.' or '-', starting with a letter or digit")
-    x_name, a_name = _variable_names(x, coupling)
-    values = _constants(constants or {}, x_name, a_name)
+    (x_name,), a_name = _variable_names([x], coupling)
+    values = _constants(constants or {}, (x_name, a_name))
     ends = _support(support, values)
     lower, upper = float(ends[0]), float(ends[1])
     _check_shape(singular, order, lower, upper)
@@ -549,23 +549,26 @@ def _nonzero(expr: sp.Expr, x: sp.Symbol, support: tuple[float, float]) -> bool:
     return bool(np.any(values != 0))
 
 
-def _variable_names(x: Any, coupling: Any) -> tuple[str, str]:
-    r"""The names of the observable and the coupling, refused if unusable or equal."""
-    x_name = x.name if isinstance(x, sp.Symbol) else x
+def _variable_names(variables: list[Any], coupling: Any) -> tuple[tuple[str, ...], str]:
+    r"""The names of the observables and the coupling, refused if unusable or equal."""
+    names = tuple(x.name if isinstance(x, sp.Symbol) else x for x in variables)
     a_name = coupling.name if isinstance(coupling, sp.Symbol) else coupling
-    for field_name, value in (("target.x", x_name), ("target.alpha", a_name)):
+    for field_name, value in [("target.x", x) for x in names] + [("target.alpha", a_name)]:
         if not _identifier(value) or value in SPECIAL_FUNCTIONS or value in CONSTANTS:
             raise SpecError(f"{field_name}: {_short(value)} is not a usable symbol name (an ASCII identifier not starting with '_', not a function or constant name)")
-    if x_name == a_name:
-        raise SpecError(f"target.alpha: the coupling and the variable are both called {x_name!r}")
-    return x_name, a_name
+    if a_name in names:
+        raise SpecError(f"target.alpha: the coupling and the variable are both called {a_name!r}")
+    if len(set(names)) < len(names):
+        raise SpecError(f"target.x: two variables are called the same in {_short(list(names))}")
+    return names, a_name
 
 
-def _constants(constants: Mapping[str, Any], x_name: str, a_name: str) -> dict[str, sp.Expr]:
-    r"""The spec's named constants as SymPy numbers, each of which may refer to earlier ones."""
+def _constants(constants: Mapping[str, Any], reserved: tuple[str, ...]) -> dict[str, sp.Expr]:
+    r"""The spec's named constants as SymPy numbers, each of which may refer to earlier ones
+    (``reserved``: the names of the variables and the coupling)."""
     values: dict[str, sp.Expr] = {}
     for key, text in constants.items():
-        if not _identifier(key) or key in (x_name, a_name) or key in SPECIAL_FUNCTIONS or key in CONSTANTS:
+        if not _identifier(key) or key in reserved or key in SPECIAL_FUNCTIONS or key in CONSTANTS:
             raise SpecError(f"constants: {_short(key)} is not a usable constant name (an ASCII identifier not starting with '_', not a function, constant or variable name)")
         value = _as_expr(text, values, f"constants.{key}")
         if value.free_symbols:
@@ -574,18 +577,18 @@ def _constants(constants: Mapping[str, Any], x_name: str, a_name: str) -> dict[s
     return values
 
 
-def _support(support: Any, values: Mapping[str, sp.Expr]) -> tuple[sp.Expr, sp.Expr]:
+def _support(support: Any, values: Mapping[str, sp.Expr], where: str = "target.support") -> tuple[sp.Expr, sp.Expr]:
     r"""The support's endpoints: real, increasing, finite at one end at least."""
     if not (isinstance(support, (list, tuple)) and len(support) == 2):
-        raise SpecError(f"target.support: expected two endpoints like [\"0\", \"1/2\"], got {_short(support)}")
-    ends = tuple(_as_expr(e, values, f"target.support[{i}]", infinite=True) for i, e in enumerate(support))
+        raise SpecError(f"{where}: expected two endpoints like [\"0\", \"1/2\"], got {_short(support)}")
+    ends = tuple(_as_expr(e, values, f"{where}[{i}]", infinite=True) for i, e in enumerate(support))
     if any(e.free_symbols for e in ends) or not all(e.is_extended_real for e in ends):
-        raise SpecError(f"target.support: endpoints must be real numbers, got {_short(support)}")
+        raise SpecError(f"{where}: endpoints must be real numbers, got {_short(support)}")
     lower, upper = float(ends[0]), float(ends[1])
     if not lower < upper:
-        raise SpecError(f"target.support: empty or reversed support [{sp.sstr(ends[0])}, {sp.sstr(ends[1])}]")
+        raise SpecError(f"{where}: empty or reversed support [{sp.sstr(ends[0])}, {sp.sstr(ends[1])}]")
     if math.isinf(lower) and math.isinf(upper):
-        raise SpecError("target.support: a support infinite at both ends is not supported yet; shift it to a half-line")
+        raise SpecError(f"{where}: a support infinite at both ends is not supported yet; shift it to a half-line")
     return ends[0], ends[1]
 
 
@@ -648,7 +651,7 @@ def _check_weight(problem: Problem) -> None:
 
 _TOML_KEYS = {
     "": {"name", "constants", "target", "matching", "train"},
-    "target": {"x", "alpha", "support", "singular", "order", "density", "events", "histogram"},
+    "target": {"x", "alpha", "support", "singular", "order", "density", "events", "histogram", "region"},
     "matching": {"f", "C", "weight"},
     "train": None,  # alpha_range, and the runtime's training settings (checked there)
 }
@@ -709,8 +712,10 @@ def _load_python(path: Path) -> Problem:
         namespace = runpy.run_path(str(path), run_name="renorm_spec")
     except Exception as error:  # the user's own code: report it in one line
         raise SpecError(f"error while running the Python spec: {type(error).__name__}: {_short(str(error))}") from None
+    from ._multi import MultiProblem  # it imports this module
+
     problem = namespace.get("problem")
-    if not isinstance(problem, Problem):
+    if not isinstance(problem, (Problem, MultiProblem)):
         raise SpecError("a Python spec must define `problem = renorm.symbolic.make_problem(...)`")
     return problem
 
@@ -737,6 +742,31 @@ def _parse_toml(text: str, default_name: str, source: str | None) -> Problem:
         raise SpecError("target.density: missing (the [target] table needs a density, events or a histogram)")
     matching = data.get("matching", {})
     train = data.get("train", {})
+    if isinstance(target.get("x"), list):
+        from ._multi import make_multi_problem  # it imports this module
+
+        for key in ("events", "histogram"):
+            if key in target:
+                raise SpecError(f"target.{key}: numeric targets in several variables are not supported yet (give a density formula)")
+        return make_multi_problem(
+            name=data.get("name", default_name),
+            density=target.get("density"),
+            x=target["x"],
+            coupling=target.get("alpha", "alpha"),
+            support=target.get("support", [["0", "1"]] * len(target["x"])),
+            singular=target.get("singular", "lower"),
+            region=target.get("region"),
+            order=target.get("order", 1),
+            f=matching.get("f", "log"),
+            C=matching.get("C"),
+            weight=matching.get("weight"),
+            coupling_range=train.get("alpha_range", (0.05, 0.3)),
+            constants=data.get("constants", {}),
+            source=source,
+            training={k: v for k, v in train.items() if k != "alpha_range"},
+        )
+    if "region" in target:
+        raise SpecError("target.region: a region needs several variables (x = [\"x1\", \"x2\"]); a one-dimensional support is its interval")
     return make_problem(
         name=data.get("name", default_name),
         density=target.get("density"),
