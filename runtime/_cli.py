@@ -49,20 +49,35 @@ def _matched(order, problem) -> dict[str, Any]:
     return {"order": order.matched, "of": problem.order, "text": order.describe(problem.order), "exponents": list(order.exponents)}
 
 
-def _load(path: str):
-    from renorm.symbolic import load_spec
+def _load(path: str, command: str | None = None):
+    r"""The spec's problem; one in two variables is refused by a ``command`` that takes one variable only."""
+    from renorm.symbolic import MultiProblem, RenormError, load_spec
 
-    return load_spec(path)
+    problem = load_spec(path)
+    if command is not None and isinstance(problem, MultiProblem):
+        raise RenormError(problem.where("target.x", f"renorm {command} takes a target in one variable; for two variables, expand and solve "
+                                        "work, training a two-dimensional flow is not supported yet"))
+    return problem
 
 
-def _points(problem, xs: Sequence[float] | None) -> np.ndarray:
+def _point(text: str) -> tuple[float, ...]:
+    r"""One ``--x`` value: a number, or comma-separated coordinates for a target in several variables."""
+    try:
+        return tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid point {text!r}: expected a number, or x1,x2 for a target in two variables") from None
+
+
+def _points(problem, xs: Sequence[tuple[float, ...]] | None) -> np.ndarray:
     if not xs:
         from renorm.symbolic import bulk_points
 
         return bulk_points(problem)
     from renorm.symbolic import RenormError
 
-    x = np.asarray(xs, dtype=float)
+    if any(len(point) != 1 for point in xs):
+        raise RenormError(f"--x takes single numbers for a target in one variable, got {','.join(map(format, next(p for p in xs if len(p) != 1)))}")
+    x = np.asarray([point[0] for point in xs], dtype=float)
     if not np.isfinite(x).all():
         raise RenormError(f"--x must be finite numbers, got {x[~np.isfinite(x)][0]:g}")
     a, b = problem.support_floats
@@ -75,9 +90,13 @@ def _points(problem, xs: Sequence[float] | None) -> np.ndarray:
 def _expand(args: argparse.Namespace) -> None:
     import sympy as sp
 
-    from renorm.symbolic import coefficients
+    from renorm.symbolic import MultiProblem, coefficients
 
     problem = _load(args.spec)
+    if isinstance(problem, MultiProblem):
+        from . import _multi_cli
+
+        return _multi_cli.expand(args, problem, _print_json, _numbers)
     x = _points(problem, args.x)
     terms = coefficients(problem)
     if args.json:
@@ -136,9 +155,13 @@ def _solve_each(minimizer, alphas: Sequence[float]) -> list[tuple[float, Any, st
 
 
 def _solve(args: argparse.Namespace) -> int:
-    from renorm.symbolic import ExactMinimizer, NotNormalizableError, matched_order, one_line
+    from renorm.symbolic import ExactMinimizer, MultiProblem, NotNormalizableError, matched_order, one_line
 
     problem = _load(args.spec)
+    if isinstance(problem, MultiProblem):
+        from . import _multi_cli
+
+        return _multi_cli.solve(args, problem, _print_json, _numbers)
     x = _points(problem, args.x)
     minimizer = ExactMinimizer(problem)
     found = _solve_each(minimizer, args.alpha)
@@ -178,7 +201,7 @@ def _magic(args: argparse.Namespace) -> None:
 
     from renorm.symbolic import magic_c, parse_target
 
-    problem = _load(args.spec)
+    problem = _load(args.spec, "magic-c")
     magic = magic_c(problem, parse_target(problem, args.q))
     alphas = args.alpha or [problem.coupling_range[0], problem.coupling_range[1]]
     checks = [magic.check(a) for a in alphas]
@@ -233,7 +256,7 @@ def _certificate_table(rows) -> None:
 def _train(args: argparse.Namespace) -> None:
     from ._train import stored_run, train
 
-    problem = _load(args.spec)
+    problem = _load(args.spec, "train")
     if args.resume and args.force:
         from renorm.symbolic import RenormError
 
@@ -269,7 +292,7 @@ def _load_run(args: argparse.Namespace):
     r"""The run of ``args.dir``: its problem from the stored TOML copy, or from ``--spec`` if given."""
     from ._train import load_run
 
-    return load_run(args.dir, _load(args.spec) if args.spec else None)
+    return load_run(args.dir, _load(args.spec, "verify/eval/sample/plot") if args.spec else None)
 
 
 def _eval(args: argparse.Namespace) -> None:
@@ -389,7 +412,7 @@ def _run(args: argparse.Namespace) -> int:
     from ._verify import _certificate_alphas
 
     say = (lambda *_: None) if args.json else print
-    problem = _load(args.spec)
+    problem = _load(args.spec, "run")
     out = _directory(args.out)
     with run_lock(out):
         if (out / CHECKPOINT).exists() and not args.force:
@@ -466,14 +489,14 @@ def _parser() -> argparse.ArgumentParser:
 
     expand = commands.add_parser("expand", help="alpha-expansion of the target with its delta and plus parts")
     expand.add_argument("spec", help="a spec file: .toml (data), or .py defining `problem` (code: only files you trust)")
-    expand.add_argument("--x", type=float, nargs="+", help="interior points at which to print p^n(x)")
+    expand.add_argument("--x", type=_point, nargs="+", help="interior points at which to print p^n(x)")
     expand.add_argument("--json", action="store_true", help="print the numbers as one JSON object instead of a table")
     expand.set_defaults(run=_expand)
 
     solve = commands.add_parser("solve", help="exact minimizer q*, lambda(alpha) and the matched order")
     solve.add_argument("spec", help="a spec file: .toml (data), or .py defining `problem` (code: only files you trust)")
     solve.add_argument("--alpha", type=float, nargs="+", required=True, help="couplings at which to solve for lambda (required)")
-    solve.add_argument("--x", type=float, nargs="+", help="interior points at which to print q* and p")
+    solve.add_argument("--x", type=_point, nargs="+", help="interior points at which to print q* and p")
     solve.add_argument("--json", action="store_true", help="print the numbers as one JSON object instead of a table")
     solve.set_defaults(run=_solve)
 
@@ -496,7 +519,7 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("dir", help="a run directory written by renorm train or renorm run")
     evaluate.add_argument("--spec", help="the spec, when the run directory has no spec.toml (a Python spec is code: only one you trust)")
     evaluate.add_argument("--alpha", type=float, nargs=1, required=True, help="the coupling (required, within the trained range)")
-    evaluate.add_argument("--x", type=float, nargs="+", required=True, help="interior points of the support (required)")
+    evaluate.add_argument("--x", type=_point, nargs="+", required=True, help="interior points of the support (required)")
     evaluate.add_argument("--json", action="store_true", help="print the numbers as one JSON object instead of a table")
     evaluate.set_defaults(run=_eval)
 

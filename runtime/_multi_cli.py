@@ -1,0 +1,139 @@
+r"""The commands ``renorm expand`` and ``renorm solve`` for a target in two variables."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+__all__: list[str] = []
+
+
+def points(problem, xs: Sequence[tuple[float, ...]] | None) -> np.ndarray:
+    r"""The ``--x`` pairs as an array of shape ``(n, 2)`` inside the region (default: its bulk points)."""
+    from renorm.symbolic import RenormError
+
+    if not xs:
+        return problem.bulk_points()
+    bad = next((p for p in xs if len(p) != problem.dimension), None)
+    if bad is not None:
+        names = ",".join(v.name for v in problem.variables)
+        raise RenormError(f"--x takes {names} pairs for this target, got {','.join(map(format, bad))}")
+    x = np.asarray(xs, dtype=float)
+    if not np.isfinite(x).all():
+        raise RenormError(f"--x must be finite numbers, got {','.join(map(format, x[~np.isfinite(x).all(1)][0]))}")
+    outside = ~problem.contains(x[:, 0], x[:, 1])
+    if outside.any():
+        where = " and the region " + "; ".join(dict.fromkeys(b.text for b in problem.region)) if problem.region else ""
+        raise RenormError(f"--x {','.join(map(format, x[outside][0]))} is outside the open support box{where}")
+    return x
+
+
+def _pairs(x: np.ndarray) -> list[list[float]]:
+    return [[float(a), float(b)] for a, b in x]
+
+
+def expand(args: argparse.Namespace, problem, print_json: Callable[[Any], None], numbers: Callable) -> None:
+    import sympy as sp
+
+    from renorm.symbolic import numeric, multi_coefficients
+
+    x = points(problem, args.x)
+    terms = multi_coefficients(problem)
+    values = [np.broadcast_to(numeric(term, problem.variables)(x[:, 0], x[:, 1]), x[:, 0].shape) for term in terms]
+    if args.json:
+        print_json({
+            "name": problem.name, "order": problem.order, "variables": [v.name for v in problem.variables], "x": _pairs(x),
+            "coefficients": [{"n": n, "regular": sp.sstr(term), "values": numbers(v)} for n, (term, v) in enumerate(zip(terms, values))],
+        })
+        return
+    names = ", ".join(v.name for v in problem.variables)
+    print(f"{problem.name}: p^N to order {problem.order} in {problem.coupling}, variables ({names}), box {_box(problem)}{_region(problem)}")
+    print("(pointwise coefficients inside the region; their distributional parts on the singular faces are not derived in two variables)")
+    for n, (term, v) in enumerate(zip(terms, values)):
+        print(f"p^{n} = {sp.sstr(term)}")
+        if args.x:
+            print(f"  ({names}): " + "  ".join(f"({a:.6g}, {b:.6g})" for a, b in x))
+            print(f"  p^{n}: " + "  ".join(f"{value:.6g}" for value in v))
+
+
+def _box(problem) -> str:
+    import sympy as sp
+
+    return " x ".join(f"({sp.sstr(a)}, {sp.sstr(b)})" for a, b in problem.support)
+
+
+def _region(problem) -> str:
+    return "; region " + "; ".join(dict.fromkeys(b.text for b in problem.region)) if problem.region else ""
+
+
+def solve(args: argparse.Namespace, problem, print_json: Callable[[Any], None], numbers: Callable) -> int:
+    from renorm.symbolic import ExactMinimizer, MultiMinimizer, NotNormalizableError, marginal_problem, multi_matched_order
+
+    x = points(problem, args.x)
+    marginal_x = np.unique(x[:, 0])
+    minimizer = MultiMinimizer(problem)
+    found, guess = [], None
+    for alpha in sorted(args.alpha):
+        try:
+            solution = minimizer.solve(alpha, guess)
+        except NotNormalizableError as error:
+            found.append((alpha, None, str(error)))
+            continue
+        guess = solution.lagrange_multiplier or None
+        found.append((alpha, solution, None))
+    order = multi_matched_order(problem)
+    reasons = [reason for _, _, reason in found if reason is not None]
+    if len(reasons) == len(found):
+        raise NotNormalizableError(f"{reasons[0]} (matched order {order.describe(problem.order)})")
+    reduced, why = marginal_problem(problem)
+    reduced_minimizer = ExactMinimizer(reduced) if reduced is not None else None
+
+    def reduced_q(alpha: float) -> np.ndarray | None:
+        if reduced_minimizer is None:
+            return None
+        try:
+            return reduced_minimizer.solve(alpha).q(marginal_x)
+        except NotNormalizableError:
+            return None
+
+    rows = []
+    for alpha, s, reason in found:
+        if s is None:
+            rows.append({"alpha": alpha, "lagrange_multiplier": None, "normalization": None, "loss": None, "q": None, "p": None,
+                         "marginal_q": None, "marginal_q_of_marginal_target": None, "error": reason})
+            continue
+        one_d = reduced_q(alpha)
+        rows.append({"alpha": alpha, "lagrange_multiplier": s.lagrange_multiplier, "normalization": s.normalization, "loss": s.loss,
+                     "q": numbers(s.q(x[:, 0], x[:, 1])), "p": numbers(minimizer.p(x[:, 0], x[:, 1], alpha)),
+                     "marginal_q": numbers(s.marginal(0, marginal_x)),
+                     "marginal_q_of_marginal_target": None if one_d is None else numbers(one_d), "error": None})
+    first = problem.variables[0].name
+    if args.json:
+        from ._cli import _matched
+
+        print_json({"name": problem.name, "f": problem.f_kind, "variables": [v.name for v in problem.variables], "x": _pairs(x),
+                    "marginal": {"variable": first, "x": numbers(marginal_x), "target": None if reduced is None else str(reduced.density),
+                                 "reason": why or None},
+                    "matched_order": _matched(order, problem), "couplings": rows})
+        return 1 if reasons else 0
+    from renorm.symbolic import one_line
+
+    print(f"{problem.name}: f = {problem.f_kind}, weight 1/(2C^2) = {problem.weight}, variables "
+          f"({', '.join(v.name for v in problem.variables)}) as written (f = log compares densities in these variables)")
+    print(f"{'alpha':>8} {'lambda':>14} {'int q*':>18} {'loss':>12}")
+    for alpha, s, reason in found:
+        print(f"{alpha:8.4g}  {one_line(reason)}" if s is None else f"{alpha:8.4g} {s.lagrange_multiplier:14.8g} {s.normalization:18.15f} {s.loss:12.6g}")
+    print(f"marginal in {first}: int q* d{problem.variables[1]} (2D q*) against the 1D q* of the marginal target int p d{problem.variables[1]}"
+          + ("" if reduced is not None else f" (not available: {why})"))
+    for row in rows:
+        if row["error"] is None:
+            one_d = row["marginal_q_of_marginal_target"]
+            for i, v in enumerate(marginal_x):
+                other = f"{one_d[i]:14.6g}" if one_d is not None else f"{'-':>14}"
+                print(f"{row['alpha']:8.4g} {first} = {v:<10.4g} {row['marginal_q'][i]:14.6g} {other}")
+    trend = ", ".join(f"{e:.3g}" for e in order.exponents)
+    detail = f" (q* - p^N ~ alpha^s at the bulk points; local s as alpha -> 0: {trend})" if order.exponents else ""
+    print(f"matched order: {order.describe(problem.order)}{detail}")
+    return 1 if reasons else 0

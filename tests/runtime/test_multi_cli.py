@@ -1,0 +1,75 @@
+r"""``renorm expand`` and ``renorm solve`` on targets in two variables; the commands that take one refuse them in one line."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from renorm.codegen._cli import main as codegen_main
+from renorm.runtime._cli import main
+from renorm.symbolic import MultiMinimizer, load_spec
+
+from .. import schema
+from ..conftest import EXAMPLES
+
+PAIR = str(EXAMPLES / "multi" / "angularity_pair.toml")
+EMISSION = str(EXAMPLES / "multi" / "emission_theta_z.toml")
+
+
+def _json(capsys, *args, code=0):
+    assert main([*args, "--json"]) == code
+    return json.loads(capsys.readouterr().out)
+
+
+def test_solve_json_carries_both_coordinates_and_the_marginals(capsys):
+    data = _json(capsys, "solve", PAIR, "--alpha", "0.118", "--x", "0.1,0.05", "0.01,0.001")
+    assert not schema.errors(data, "solve-2d")
+    assert data["variables"] == ["l1", "l2"] and data["x"] == [[0.1, 0.05], [0.01, 0.001]]
+    row = data["couplings"][0]
+    solution = MultiMinimizer(load_spec(PAIR)).solve(0.118)
+    assert row["lagrange_multiplier"] == pytest.approx(solution.lagrange_multiplier, rel=1e-12)
+    assert row["q"] == pytest.approx(solution.q(np.array([0.1, 0.01]), np.array([0.05, 0.001])).tolist(), rel=1e-12)
+    assert data["marginal"]["x"] == [0.01, 0.1] and row["marginal_q"] == pytest.approx(solution.marginal(0, np.array([0.01, 0.1])).tolist(), rel=1e-9)
+    # the 1D q* of the marginal target is a different function (README: report both)
+    assert row["marginal_q_of_marginal_target"][0] == pytest.approx(19.224, rel=1e-3) and row["marginal_q"][0] == pytest.approx(23.974, rel=1e-3)
+    assert data["matched_order"]["order"] == 1
+
+
+def test_solve_text_says_which_variables_and_why_no_marginal(capsys):
+    assert main(["solve", EMISSION, "--alpha", "0.118"]) == 0
+    out = capsys.readouterr().out
+    assert "variables (theta, z) as written" in out and "not available: the integral of p over z is not finite" in out
+    assert "matched order: 1 of 1" in out
+
+
+def test_expand_json(capsys):
+    data = _json(capsys, "expand", PAIR, "--x", "0.1,0.05")
+    assert not schema.errors(data, "expand-2d")
+    p1 = 4 / (3 * np.pi) * (1 + (1 - 0.1**2 / 0.05) ** 2) / (0.1 * 0.05)
+    assert data["coefficients"][0]["values"] == [0.0] and data["coefficients"][1]["values"][0] == pytest.approx(p1, rel=1e-13)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["solve", PAIR, "--alpha", "0.1", "--x", "0.1,0.5"], "outside the open support box and the region l1**2 <= l2 <= l1"),
+    (["solve", PAIR, "--alpha", "0.1", "--x", "0.1"], "takes l1,l2 pairs"),
+    (["solve", str(EXAMPLES / "angularity_lo.toml"), "--alpha", "0.1", "--x", "0.1,0.2"], "single numbers for a target in one variable"),
+    (["train", PAIR, "--out", "unused"], "renorm train takes a target in one variable"),
+    (["run", PAIR, "--out", "unused"], "renorm run takes a target in one variable"),
+    (["magic-c", PAIR, "--q", "1"], "renorm magic-c takes a target in one variable"),
+])
+def test_what_is_not_supported_is_refused_in_one_line(capsys, tmp_path, args, message):
+    args = [str(tmp_path / a) if a == "unused" else a for a in args]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert not (tmp_path / "unused").exists()
+
+
+def test_codegen_writes_kernels_in_two_variables(capsys, tmp_path):
+    out = tmp_path / "k.py"
+    assert codegen_main([PAIR, "-o", str(out)]) == 0
+    text = out.read_text()
+    assert "def p(x1: Tensor, x2: Tensor, alpha: Tensor | float)" in text and "def inner_interval(x1: Tensor)" in text
+    assert codegen_main([PAIR, "-o", str(out), "--check"]) == 0
