@@ -11,14 +11,15 @@ from ._errors import CodegenError
 __all__: list[str] = []
 
 #: The functions a generated module defines (``q_exact`` may be ``None`` instead).
-FUNCTION_NAMES = frozenset({"_full", "_broadcast", "p", "log_p", "p_coefficients", "weight", "q_exact", "loss_density"})
+FUNCTION_NAMES = frozenset({"_full", "_broadcast", "p", "log_p", "p_coefficients", "weight", "q_exact", "loss_density", "inner_interval"})
 #: The constants it defines, besides the hoisted ``K0``, ``K1``, ….
-CONSTANT_NAMES = frozenset({"NAME", "ORDER", "SUPPORT", "SINGULAR", "COUPLING_RANGE", "F", "SPEC_SHA256"})
-#: Constants whose value is a string (a validated name, a kind, a hash).
-_STRING_CONSTANTS = frozenset({"NAME", "SINGULAR", "F", "SPEC_SHA256"})
+CONSTANT_NAMES = frozenset({"NAME", "ORDER", "SUPPORT", "SINGULAR", "COUPLING_RANGE", "F", "SPEC_SHA256", "VARIABLES"})
+#: Constants whose value is a string (a validated name, a kind, a hash), or a tuple of strings
+#: for a target in several variables (``SINGULAR``, ``VARIABLES``).
+_STRING_CONSTANTS = frozenset({"NAME", "SINGULAR", "F", "SPEC_SHA256", "VARIABLES"})
 _HOISTED = re.compile(r"K[0-9]+")
 #: Builtins the generated code calls or names in annotations.
-_BUILTINS = frozenset({"float", "list", "max", "min"})
+_BUILTINS = frozenset({"float", "list", "max", "min", "tuple"})
 #: Attributes of tensors (arguments and locals) the generated code reads.
 _TENSOR_ATTRIBUTES = frozenset({"shape", "dtype", "device", "expand", "real", "imag"})
 #: Parts of torch that read or write files, compile code or change global state.
@@ -64,7 +65,7 @@ def check_module(source: str, modules: Iterable[str] = ()) -> None:
 
     The top level may hold only the docstring, the imports of ``math``, ``torch``,
     ``renorm.runtime.special`` and the modules of registered lowerings, the constants of the
-    contract (literals; strings only for ``NAME``, ``SINGULAR``, ``F``, ``SPEC_SHA256``), the
+    contract (literals; strings only for ``NAME``, ``SINGULAR``, ``F``, ``SPEC_SHA256``, ``VARIABLES``), the
     hoisted ``K0, K1, …`` and the functions of :data:`FUNCTION_NAMES`. Throughout, no string
     other than a docstring, no name that was not defined in the module, its functions or the
     few builtins it needs, no underscore attribute, and nothing of torch that touches files or
@@ -110,6 +111,9 @@ def check_module(source: str, modules: Iterable[str] = ()) -> None:
                 strings.update(id(e) for e in value.elts)
             elif name in _STRING_CONSTANTS and isinstance(value, ast.Constant) and isinstance(value.value, str):
                 strings.add(id(value))
+            elif name in ("SINGULAR", "VARIABLES") and isinstance(value, ast.Tuple) and all(
+                    isinstance(e, ast.Constant) and isinstance(e.value, str) for e in value.elts):
+                strings.update(id(e) for e in value.elts)
             elif not ((name in CONSTANT_NAMES or _HOISTED.fullmatch(name) or name == "q_exact") and _literal(value)):
                 raise _fail(f"an unexpected assignment to {name!r}", statement)
             defined.add(name)

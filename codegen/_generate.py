@@ -11,7 +11,8 @@ from pathlib import Path
 import mpmath
 import sympy as sp
 
-from renorm.symbolic import LAMBDA, LIMITS, LossKernel, MatchingFunction, OverBudget, Problem, budget, exact_minimizer, expand, matching_function
+from renorm.symbolic import (LAMBDA, LIMITS, LossKernel, MatchingFunction, MultiProblem, OverBudget, Problem, budget, exact_minimizer, expand,
+                             matching_function, multi_coefficients)
 
 from ._check import check_module
 from ._errors import CodegenError
@@ -112,14 +113,31 @@ def _moderate(magnitudes: list[mpmath.mpf]) -> bool:
     return all(v == 0 or lo <= v <= hi for v in magnitudes)
 
 
-def _probes(problem: Problem) -> list[tuple[float, float]]:
+def _probes(problem: Problem | MultiProblem) -> list[tuple[float, ...]]:
     r"""Points :math:`(x, \alpha)` where the magnitude of a factor of :math:`p` is checked.
 
     Interior points, and points approaching each finite endpoint geometrically, down to the
     smallest distances that floating point can represent there (1e-307 at 0, 1e-16 relative
-    elsewhere), at the two ends and the middle of the coupling range.
+    elsewhere), at the two ends and the middle of the coupling range. In two variables, each
+    coordinate's points with the other at its interior points, and both approaching together.
     """
-    a, b = problem.support_floats
+    lo, hi = problem.coupling_range
+    alphas = [lo, math.sqrt(lo * hi), hi]
+    if isinstance(problem, Problem):
+        xs = _approach(*problem.support_floats)
+        return [(x, alpha) for x in xs for alpha in alphas]
+    (a1, b1), (a2, b2) = problem.support_floats
+    first, second = _approach(a1, b1), _approach(a2, b2)
+    if not (first and second):
+        return []
+    middle1, middle2 = first[::8][:4], second[::8][:4]
+    points = [(x1, x2) for x1 in first for x2 in middle2] + [(x1, x2) for x1 in middle1 for x2 in second]
+    points += [(x1, x2) for x1, x2 in zip(first[31:], second[31:])]
+    return [(x1, x2, alpha) for x1, x2 in points for alpha in alphas]
+
+
+def _approach(a: float, b: float) -> list[float]:
+    r"""Interior points of a finite ``(a, b)`` and points approaching both ends (none on an infinite one)."""
     if not (math.isfinite(a) and math.isfinite(b)):
         return []
     width = b - a
@@ -127,17 +145,16 @@ def _probes(problem: Problem) -> list[tuple[float, float]]:
     for end, inward in ((a, 1.0), (b, -1.0)):
         smallest = 307 if end == 0.0 else 16
         xs += [end + inward * width * 10.0**-k for k in range(1, smallest + 1)]
-    lo, hi = problem.coupling_range
-    alphas = [lo, math.sqrt(lo * hi), hi]
-    return [(x, alpha) for x in xs if a < x < b for alpha in alphas]
+    return [x for x in xs if a < x < b]
 
 
-def _magnitudes(problem: Problem, factor: sp.Expr, probes: list[tuple[float, float]]) -> list[mpmath.mpf] | None:
+def _magnitudes(problem: Problem | MultiProblem, factor: sp.Expr, probes: list[tuple[float, ...]]) -> list[mpmath.mpf] | None:
     r"""``|factor|`` at the probes in mpmath (30 digits), or ``None`` where it cannot be evaluated there."""
+    variables = (problem.x,) if isinstance(problem, Problem) else problem.variables
     try:
-        fn = sp.lambdify((problem.x, problem.coupling), factor, modules="mpmath")
+        fn = sp.lambdify((*variables, problem.coupling), factor, modules="mpmath")
         with mpmath.workdps(30):
-            values = [fn(mpmath.mpf(x), mpmath.mpf(alpha)) for x, alpha in probes]
+            values = [fn(*map(mpmath.mpf, point)) for point in probes]
             return [abs(v) if mpmath.isfinite(v) and mpmath.im(v) == 0 else mpmath.inf for v in values]
     except Exception:  # noqa: BLE001 - any factor mpmath cannot evaluate keeps a logarithm of its own
         return None
@@ -246,9 +263,16 @@ class _Body:
 class _Writer:
     r"""Shared state of one generation: argument names, hoisted constants, imports."""
 
-    def __init__(self, problem: Problem):
+    def __init__(self, problem: Problem | MultiProblem):
         self.problem = problem
-        self.arguments = {problem.x: "x", problem.coupling: "alpha", LAMBDA: "lam", _LOG_Q: "log_q", _COMPLEX_P: "pc"}
+        #: The observables and their argument names: ``x``, or ``x1, x2`` for a target in two variables.
+        self.variables = {problem.x: "x"} if isinstance(problem, Problem) else {v: f"x{i + 1}" for i, v in enumerate(problem.variables)}
+        self.signature = ", ".join(f"{name}: Tensor" for name in self.variables.values())
+        self.first = next(iter(self.variables.values()))
+        self.x_docs = [_X] if isinstance(problem, Problem) else [
+            f"{name}: The observable {v.name!r}, a tensor broadcastable with the others{'; fixes dtype and device' if i == 0 else ''}."
+            for i, (v, name) in enumerate(self.variables.items())]
+        self.arguments = {**self.variables, problem.coupling: "alpha", LAMBDA: "lam", _LOG_Q: "log_q", _COMPLEX_P: "pc"}
         self.constants = _Constants()
         self.imports: set[str] = set()
 
@@ -324,6 +348,13 @@ _X = "x: Points of the support, shape (*); fixes dtype and device."
 _ALPHA = "alpha: The coupling, a tensor broadcastable with x, or a number."
 _LAM = "lam: The Lagrange multiplier λ, a tensor broadcastable with x, or a number."
 _LOG_Q_DOC = "log_q: log q(x|α), a tensor broadcastable with x."
+_DISTRIBUTIONS = "δ and plus-distribution parts at the singular endpoint are not included (see renorm.symbolic.coefficients)."
+_DISTRIBUTIONS_2D = "Pointwise inside the region; distributional parts on the singular faces are not derived in two variables."
+
+
+def _shape(w: "_Writer") -> str:
+    r"""The arguments a result broadcasts over, in words: ``x``, or ``x1, x2``."""
+    return ", ".join(w.variables.values())
 
 
 def _text(text: str) -> str:
@@ -352,32 +383,32 @@ def _float(value: float) -> str:
     return repr(value)
 
 
-def _coerce(arguments: list[str]) -> list[str]:
+def _coerce(arguments: list[str], first: str = "x") -> list[str]:
     lines = []
     for name in arguments:
         if name in ("alpha", "lam"):
-            lines.append(f"{name} = torch.as_tensor({name}, dtype=x.dtype, device=x.device)")
+            lines.append(f"{name} = torch.as_tensor({name}, dtype={first}.dtype, device={first}.device)")
     return lines
 
 
 def _function_p(w: _Writer) -> str:
     problem = w.problem
-    args = {problem.x: "x", problem.coupling: "alpha"}
+    args = {**w.variables, problem.coupling: "alpha"}
     body = w.body([problem.density])
     scalar = not body.depends[0]
     doc = _docstring(
         "The target density :math:`p^N(x|\\alpha)` (may be negative or infinite).",
-        [f"p = {_expression(problem.density)}"], [_X, _ALPHA], "p, with the broadcast shape of x and alpha.")
-    lines = _coerce(list(args.values())) + body.lines + [f"return {_shaped(body.results[0], body.depends[0], args, scalar)}"]
-    return f"def p(x: Tensor, alpha: Tensor | float) -> Tensor:\n{doc}{_indent(lines)}"
+        [f"p = {_expression(problem.density)}"], [*w.x_docs, _ALPHA], f"p, with the broadcast shape of {_shape(w)} and alpha.")
+    lines = _coerce(list(args.values()), w.first) + body.lines + [f"return {_shaped(body.results[0], body.depends[0], args, scalar)}"]
+    return f"def p({w.signature}, alpha: Tensor | float) -> Tensor:\n{doc}{_indent(lines)}"
 
 
 def _function_log_p(w: _Writer, log_abs: sp.Expr, negative: sp.Basic) -> str:
     problem = w.problem
-    args = {problem.x: "x", problem.coupling: "alpha"}
+    args = {**w.variables, problem.coupling: "alpha"}
     body = w.body([log_abs, negative] if not isinstance(negative, sp.logic.boolalg.BooleanAtom) else [log_abs])
     real = _shaped(body.results[0], body.depends[0], args, not body.depends[0])
-    lines = _coerce(list(args.values())) + body.lines + [f"real = {real}"]
+    lines = _coerce(list(args.values()), w.first) + body.lines + [f"real = {real}"]
     if negative is sp.false:
         lines.append("imag = torch.zeros_like(real)")
     elif negative is sp.true:
@@ -391,15 +422,17 @@ def _function_log_p(w: _Writer, log_abs: sp.Expr, negative: sp.Basic) -> str:
          "power of x at a singular endpoint) to one logarithm of the product of the others: finite where p "
          "itself overflows or underflows.",
          f"log|p| = {_expression(log_abs)}"],
-        [_X, _ALPHA], "log p, complex128 for float64 x (complex64 for float32), broadcast shape of x and alpha.")
-    return f"def log_p(x: Tensor, alpha: Tensor | float) -> Tensor:\n{doc}{_indent(lines)}"
+        [*w.x_docs, _ALPHA], f"log p, complex128 for float64 {w.first} (complex64 for float32), broadcast shape of {_shape(w)} and alpha.")
+    return f"def log_p({w.signature}, alpha: Tensor | float) -> Tensor:\n{doc}{_indent(lines)}"
 
 
 def _function_coefficients(w: _Writer, coefficients: list[sp.Expr]) -> str:
     body = w.body(coefficients)
     results = []
     for expr, code, used in zip(coefficients, body.results, body.depends):
-        if expr == 0:
+        if len(w.variables) > 1:
+            results.append(_shaped("0.0" if expr == 0 else code, used, w.variables, expr == 0 or not used))
+        elif expr == 0:
             results.append("torch.zeros_like(x)")
         elif not used:
             results.append(f"torch.full_like(x, {code})")
@@ -408,21 +441,21 @@ def _function_coefficients(w: _Writer, coefficients: list[sp.Expr]) -> str:
     details = [f"p^{n}(x) = {_expression(c)}" for n, c in enumerate(coefficients)]
     doc = _docstring(
         "The regular parts :math:`p^n(x)`, :math:`n = 0, \\dots, N`, of the α-expansion of p.",
-        ["δ and plus-distribution parts at the singular endpoint are not included (see renorm.symbolic.coefficients)."] + details,
-        [_X], "A list of N + 1 tensors with the shape, dtype and device of x.")
+        [_DISTRIBUTIONS if len(w.variables) == 1 else _DISTRIBUTIONS_2D] + details,
+        w.x_docs, f"A list of N + 1 tensors with the {'shape' if len(w.variables) == 1 else 'broadcast shape'}, dtype and device of {_shape(w)}.")
     lines = body.lines + [f"return [{', '.join(results)}]"]
-    return f"def p_coefficients(x: Tensor) -> list[Tensor]:\n{doc}{_indent(lines)}"
+    return f"def p_coefficients({w.signature}) -> list[Tensor]:\n{doc}{_indent(lines)}"
 
 
 def _function_weight(w: _Writer) -> str:
     problem = w.problem
-    args = {problem.x: "x", problem.coupling: "alpha"}
+    args = {**w.variables, problem.coupling: "alpha"}
     body = w.body([problem.weight])
     doc = _docstring(
         "The kernel weight :math:`w = 1/(2C^2)` of the loss.",
-        [f"w = {_expression(problem.weight)}"], [_X, _ALPHA], "w, with the broadcast shape of x and alpha.")
-    lines = _coerce(list(args.values())) + body.lines + [f"return {_shaped(body.results[0], body.depends[0], args, not body.depends[0])}"]
-    return f"def weight(x: Tensor, alpha: Tensor | float) -> Tensor:\n{doc}{_indent(lines)}"
+        [f"w = {_expression(problem.weight)}"], [*w.x_docs, _ALPHA], f"w, with the broadcast shape of {_shape(w)} and alpha.")
+    lines = _coerce(list(args.values()), w.first) + body.lines + [f"return {_shaped(body.results[0], body.depends[0], args, not body.depends[0])}"]
+    return f"def weight({w.signature}, alpha: Tensor | float) -> Tensor:\n{doc}{_indent(lines)}"
 
 
 def _function_q_exact(w: _Writer, matching: MatchingFunction, q: sp.Expr | None) -> str:
@@ -431,13 +464,13 @@ def _function_q_exact(w: _Writer, matching: MatchingFunction, q: sp.Expr | None)
                 "# returned None): use renorm.symbolic.solve, which solves the condition pointwise.\n"
                 "q_exact = None\n")
     problem = w.problem
-    args = {problem.x: "x", problem.coupling: "alpha", LAMBDA: "lam"}
+    args = {**w.variables, problem.coupling: "alpha", LAMBDA: "lam"}
     body = w.body([q])
     doc = _docstring(
         "The exact minimizer :math:`q_\\lambda(x|\\alpha)` of the loss for a given Lagrange multiplier.",
-        [matching.validity, f"q = {_expression(q)}"], [_X, _ALPHA, _LAM], "q, with the broadcast shape of x, alpha and lam.")
-    lines = _coerce(list(args.values())) + body.lines + [f"return {_shaped(body.results[0], body.depends[0], args, not body.depends[0])}"]
-    return f"def q_exact(x: Tensor, alpha: Tensor | float, lam: Tensor | float) -> Tensor:\n{doc}{_indent(lines)}"
+        [matching.validity, f"q = {_expression(q)}"], [*w.x_docs, _ALPHA, _LAM], f"q, with the broadcast shape of {_shape(w)}, alpha and lam.")
+    lines = _coerce(list(args.values()), w.first) + body.lines + [f"return {_shaped(body.results[0], body.depends[0], args, not body.depends[0])}"]
+    return f"def q_exact({w.signature}, alpha: Tensor | float, lam: Tensor | float) -> Tensor:\n{doc}{_indent(lines)}"
 
 
 def _check_complex(expr: sp.Basic, f: sp.Expr) -> None:
@@ -456,7 +489,7 @@ def _check_complex(expr: sp.Basic, f: sp.Expr) -> None:
 
 def _function_loss(w: _Writer, matching: MatchingFunction, log_abs: sp.Expr, negative: sp.Basic) -> str:
     problem = w.problem
-    args = {_LOG_Q: "log_q", problem.x: "x", problem.coupling: "alpha"}
+    args = {_LOG_Q: "log_q", **w.variables, problem.coupling: "alpha"}
     kernel = matching.loss_kernel(_LOG_Q, _COMPLEX_P, log_abs, negative)
     for _, expr in kernel.complex_inputs:
         _check_complex(expr, problem.f)
@@ -464,9 +497,9 @@ def _function_loss(w: _Writer, matching: MatchingFunction, log_abs: sp.Expr, neg
     body = w.body([expr for _, expr in kernel.inputs])
     weight = names.index("w")
     constant_weight = not body.depends[weight]
-    lines = _coerce(["alpha"])
+    lines = _coerce(["alpha"], w.first)
     if constant_weight and problem.weight.is_zero:
-        lines.append("return _full(0.0, log_q, x, alpha)")
+        lines.append(f"return _full(0.0, log_q, {', '.join(w.variables.values())}, alpha)")
     else:
         lines += body.lines + [f"w = {body.results[weight]}"]
         lines += _loss_tail(w, kernel, dict(zip(names, body.results)), constant_weight)
@@ -477,8 +510,8 @@ def _function_loss(w: _Writer, matching: MatchingFunction, log_abs: sp.Expr, neg
         "The loss integrand :math:`w\\,|f(q) - f(p)|^2` at :math:`q = e^{\\log q}`, fused in one function.",
         [f"f(q) = {_text(matching.formula)}, with f(p) on the principal branch where p < 0. The integrand is exactly 0 where "
          "w = 0 or f(q) = f(p), and its gradient in log_q is finite there."],
-        [_LOG_Q_DOC, _X, _ALPHA], "The integrand, with the broadcast shape of log_q, x and alpha.")
-    return f"def loss_density(log_q: Tensor, x: Tensor, alpha: Tensor | float) -> Tensor:\n{doc}{_indent(lines)}"
+        [_LOG_Q_DOC, *w.x_docs, _ALPHA], f"The integrand, with the broadcast shape of log_q, {_shape(w)} and alpha.")
+    return f"def loss_density(log_q: Tensor, {w.signature}, alpha: Tensor | float) -> Tensor:\n{doc}{_indent(lines)}"
 
 
 def _loss_tail(w: _Writer, kernel: LossKernel, printed: dict[str, str], constant_weight: bool) -> list[str]:
@@ -543,10 +576,34 @@ def generate(problem: Problem, source: str | Path | None = None) -> str:
         raise CodegenError(f"code generation for {problem.name!r} did not finish within {3 * LIMITS.seconds:g} s (the limit); write the density more compactly") from None
 
 
-def _generate(problem: Problem, source: str | Path | None) -> str:
+def _function_inner_interval(w: _Writer) -> str:
+    problem = w.problem
+    (a2, b2) = problem.support_floats[1]
+    x1 = problem.variables[0]
+    bounds = {side: [b.expr for b in problem.region if b.side == side] for side in ("lower", "upper")}
+    body = w.body(bounds["lower"] + bounds["upper"])
+    printed = iter(zip(body.results, body.depends))
+    ends = {}
+    for side, edge, combine in (("lower", a2, "torch.maximum"), ("upper", b2, "torch.minimum")):
+        code = f"_full({_float(edge)}, x1)"
+        for _ in bounds[side]:
+            result, used = next(printed)
+            code = f"{combine}({code}, {_shaped(result, used, {x1: 'x1'}, not used)})"
+        ends[side] = code
+    texts = "; ".join(dict.fromkeys(b.text for b in problem.region)) or "none (the box)"
+    doc = _docstring(
+        "The interval :math:`[l(x_1), u(x_1)]` of the second variable inside the region at :math:`x_1`.",
+        [f"Region: {_text(texts)}; empty where l >= u."], ["x1: The first observable, shape (*); fixes dtype and device."],
+        "(l, u), two tensors with the shape of x1.")
+    lines = body.lines + [f"return {ends['lower']}, {ends['upper']}"]
+    return f"def inner_interval(x1: Tensor) -> tuple[Tensor, Tensor]:\n{doc}{_indent(lines)}"
+
+
+def _generate(problem: Problem | MultiProblem, source: str | Path | None) -> str:
     writer = _Writer(problem)
+    several = isinstance(problem, MultiProblem)
     log_abs, negative = _log_magnitude(problem)
-    coefficients = expand(problem)
+    coefficients = multi_coefficients(problem) if several else expand(problem)
     q = exact_minimizer(problem)
     matching = matching_function(problem)
 
@@ -557,26 +614,29 @@ def _generate(problem: Problem, source: str | Path | None) -> str:
         _function_weight(writer),
         _function_q_exact(writer, matching, q),
         _function_loss(writer, matching, log_abs, negative),
+        *([_function_inner_interval(writer)] if several else []),
     ]
 
     origin = source if source is not None else problem.source
     spec = _file_name(Path(origin).name) if origin else "a Python-built problem"
-    a, b = problem.support_floats
     f_value = matching.spec
-    exact_text = ("q_exact(x, alpha, lam) is the closed-form minimizer q_λ; λ(α) comes from renorm.symbolic.solve."
+    x = ", ".join(writer.variables.values())
+    exact_text = (f"q_exact({x}, alpha, lam) is the closed-form minimizer q_λ; λ(α) comes from renorm.symbolic.solve."
                   if q is not None else "q_exact is None: this f has no closed-form minimizer (renorm.symbolic.solve finds it pointwise).")
     docstring = "\n".join([
         f'r"""Torch kernels of the matching problem {problem.name!r} (f = {_text(f_value)}, order {problem.order}).',
         "",
         *textwrap.wrap(
             "Every function takes tensors that broadcast against each other (alpha and lam may also be numbers), "
-            "computes in the dtype and on the device of x (its own arithmetic never creates float64 from float32; "
+            f"computes in the dtype and on the device of {writer.first} (its own arithmetic never creates float64 from float32; "
             "renorm.runtime.special evaluates in float64 and rounds once), and is "
             "differentiable with finite gradients through its where-branches. log_p is always complex: "
-            "complex128 for float64 x, complex64 for float32, with imaginary part π where p < 0 (principal branch). "
-            "p_coefficients returns the regular parts p^0..p^N. loss_density(log_q, x, alpha) is the fused "
+            f"complex128 for float64 {writer.first}, complex64 for float32, with imaginary part π where p < 0 (principal branch). "
+            f"p_coefficients returns the regular parts p^0..p^N. loss_density(log_q, {x}, alpha) is the fused "
             "integrand w |f(q) - f(p)|² of the matching loss. " + exact_text + " Non-integer powers of negative "
-            "numbers are NaN (their principal value is complex).", 96),
+            "numbers are NaN (their principal value is complex)."
+            + (f" The variables x1, x2 are {', '.join(repr(v.name) for v in problem.variables)} (VARIABLES); inner_interval(x1) "
+               "gives the second one's interval inside the region." if several else ""), 96),
         '"""',
     ])
 
@@ -588,13 +648,19 @@ def _generate(problem: Problem, source: str | Path | None) -> str:
     extra = sorted(writer.imports)
     if extra:
         imports += [""] + [f"import {module}" for module in extra]
-    names = ["NAME", "ORDER", "SUPPORT", "SINGULAR", "COUPLING_RANGE", "F", "SPEC_SHA256",
-             "p", "log_p", "p_coefficients", "weight", "q_exact", "loss_density"]
+    names = ["NAME", "ORDER", "SUPPORT", "SINGULAR", "COUPLING_RANGE", "F", "SPEC_SHA256", *(["VARIABLES"] if several else []),
+             "p", "log_p", "p_coefficients", "weight", "q_exact", "loss_density", *(["inner_interval"] if several else [])]
+    if several:
+        support = "(" + ", ".join(f"({_float(a)}, {_float(b)})" for a, b in problem.support_floats) + ")"
+    else:
+        a, b = problem.support_floats
+        support = f"({_float(a)}, {_float(b)})"
     constants = [
         f"NAME = {problem.name!r}",
         f"ORDER = {problem.order}",
-        f"SUPPORT = ({_float(a)}, {_float(b)})",
+        f"SUPPORT = {support}",
         f"SINGULAR = {problem.singular!r}",
+        *([f"VARIABLES = {tuple(v.name for v in problem.variables)!r}"] if several else []),
         f"COUPLING_RANGE = ({_float(problem.coupling_range[0])}, {_float(problem.coupling_range[1])})",
         f"F = {f_value!r}",
         f"SPEC_SHA256 = {problem.sha256!r}",

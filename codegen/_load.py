@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 import sympy as sp
 
+import renorm.symbolic
 from renorm.symbolic import Problem, write_atomic
 
 from . import _generate, _printer
@@ -42,10 +43,12 @@ def cache_dir() -> Path:
 
 @functools.cache
 def _generator_hash() -> str:
-    r"""Hash of the generator's own source: a changed generator never reuses old cache entries."""
+    r"""Hash of the generator's source and of the symbolic layer it generates from (the expansion, the
+    matching functions): a change in either never reuses old cache entries."""
     digest = hashlib.sha256()
-    for module in (_generate, _printer):
-        digest.update(Path(module.__file__).read_bytes())
+    symbolic = sorted(Path(renorm.symbolic.__file__).parent.glob("*.py"))
+    for path in [Path(_generate.__file__), Path(_printer.__file__), *symbolic]:
+        digest.update(path.read_bytes())
     return digest.hexdigest()
 
 
