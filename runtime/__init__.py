@@ -13,7 +13,7 @@ from typing import Any
 #: Each public name and the private module that defines it.
 _EXPORTS = {
     "special": ".special",
-    "ConditionalFlow": "._flow",
+    "ConditionalFlow": "._flow", "PlaneFlow": "._plane", "PlaneMap": "._plane",
     "TORCH": "._maps",
     "plot_report": "._plot",
     "Run": "._train", "Interrupted": "._checkpoint", "TrainConfig": "._config", "TrainingStatus": "._config", "load_run": "._train", "train": "._train",
