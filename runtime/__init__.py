@@ -14,6 +14,7 @@ from typing import Any
 _EXPORTS = {
     "special": ".special",
     "ConditionalFlow": "._flow", "PlaneFlow": "._plane", "PlaneMap": "._plane",
+    "PlaneRun": "._plane_train", "PlaneCertificate": "._plane_train", "plane_certificate": "._plane_train",
     "TORCH": "._maps",
     "plot_report": "._plot",
     "Run": "._train", "Interrupted": "._checkpoint", "TrainConfig": "._config", "TrainingStatus": "._config", "load_run": "._train", "train": "._train",

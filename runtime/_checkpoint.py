@@ -38,6 +38,8 @@ _KEYS = {
 }
 #: Bounds on the flow a checkpoint may describe, checked before the flow is built.
 _SHAPE_LIMITS = {"degree": (1, 64), "transforms": (1, 16), "layers": (1, 8), "width": (1, 1024)}
+#: The most weights a flow in two variables read from a checkpoint may have (it is built to check them).
+_PLANE_PARAMETERS = 4_000_000
 
 
 class Interrupted(KeyboardInterrupt):
@@ -103,8 +105,55 @@ def save_checkpoint(state: dict, path: Path) -> None:
         raise RenormError(f"cannot write the checkpoint {one_line(path)}: {error.strerror or error}") from None
 
 
+def _check_plane_flow(description: dict, state: dict, where: str) -> None:
+    r"""The checks of :func:`_check_flow` for a flow in two variables (:class:`~renorm.runtime.PlaneFlow`)."""
+    from ._plane import PlaneFlow
+
+    required = ("plane_map", "shift", "scale", "coupling_range", "degree", "transforms", "hidden")
+    missing = [k for k in required if k not in description]
+    if missing:
+        raise RenormError(f"{where}: the flow description lacks {missing[0]!r}")
+    plane = description["plane_map"]
+    try:
+        maps = [plane["first"], plane["second"]]
+        known = all(isinstance(m, list) and len(m) == 3 and m[0] in MAPS and float(m[1]) < float(m[2]) for m in maps)
+        shift, scale = [float(v) for v in description["shift"]], [float(v) for v in description["scale"]]
+        lo, hi = (float(v) for v in description["coupling_range"])
+    except (TypeError, ValueError, KeyError):
+        raise RenormError(f"{where}: the flow description's maps, standardization or coupling range is not readable") from None
+    if not (known and plane.get("kind") in ("box", "ratio", "scaled") and len(shift) == len(scale) == 2
+            and all(math.isfinite(v) for v in shift + scale) and min(scale) > 0 and 0 < lo < hi and math.isfinite(hi)):
+        raise RenormError(f"{where}: the flow description is out of range")
+    _check_shape(description, where)
+    # zuko's masked conditioners use torch.unique, which the meta device lacks: the flow is built
+    # for real, so its size is bounded first (inputs x1, x2 and the context; 2 (degree + 1) outputs)
+    widths = [3, *description["hidden"], 2 * (description["degree"] + 1)]
+    if description["transforms"] * sum(a * b for a, b in zip(widths, widths[1:])) > _PLANE_PARAMETERS:
+        raise RenormError(f"{where}: the flow the checkpoint describes has more than {_PLANE_PARAMETERS} parameters; not one this tool trains")
+    expected = {k: tuple(v.shape) for k, v in PlaneFlow.rebuild(description, None).state_dict().items()}
+    found = {k: tuple(v.shape) for k, v in state.items() if isinstance(v, torch.Tensor)}
+    if found != expected or len(found) != len(state):
+        raise RenormError(f"{where}: the weights do not fit the flow the checkpoint describes")
+
+
+def _check_shape(description: dict, where: str) -> None:
+    r"""Refuses a network shape outside the limits."""
+    hidden = description["hidden"]
+    sizes = {"degree": description["degree"], "transforms": description["transforms"]}
+    for name, value in sizes.items():
+        lo_limit, hi_limit = _SHAPE_LIMITS[name]
+        if isinstance(value, bool) or not isinstance(value, int) or not lo_limit <= value <= hi_limit:
+            raise RenormError(f"{where}: flow {name} {one_line(repr(value))[:40]} is outside {lo_limit}..{hi_limit}")
+    layers, width = _SHAPE_LIMITS["layers"], _SHAPE_LIMITS["width"]
+    if not (isinstance(hidden, (list, tuple)) and layers[0] <= len(hidden) <= layers[1]
+            and all(isinstance(h, int) and not isinstance(h, bool) and width[0] <= h <= width[1] for h in hidden)):
+        raise RenormError(f"{where}: flow hidden layers {one_line(repr(hidden))[:60]} are outside {layers[1]} layers of {width[0]}..{width[1]}")
+
+
 def _check_flow(description: dict, state: dict, where: str) -> None:
     r"""Refuses a flow description out of range, or whose weights do not fit it, before building it."""
+    if isinstance(description, dict) and "plane_map" in description:
+        return _check_plane_flow(description, state, where)
     required = ("map", "support", "shift", "scale", "coupling_range", "context", "degree", "transforms", "hidden")
     missing = [k for k in required if k not in description]
     if missing:
@@ -124,16 +173,7 @@ def _check_flow(description: dict, state: dict, where: str) -> None:
     for ok, name in checks:
         if not ok:
             raise RenormError(f"{where}: the flow description's {name} is out of range")
-    hidden = description["hidden"]
-    sizes = {"degree": description["degree"], "transforms": description["transforms"]}
-    for name, value in sizes.items():
-        lo_limit, hi_limit = _SHAPE_LIMITS[name]
-        if isinstance(value, bool) or not isinstance(value, int) or not lo_limit <= value <= hi_limit:
-            raise RenormError(f"{where}: flow {name} {one_line(repr(value))[:40]} is outside {lo_limit}..{hi_limit}")
-    layers, width = _SHAPE_LIMITS["layers"], _SHAPE_LIMITS["width"]
-    if not (isinstance(hidden, (list, tuple)) and layers[0] <= len(hidden) <= layers[1]
-            and all(isinstance(h, int) and not isinstance(h, bool) and width[0] <= h <= width[1] for h in hidden)):
-        raise RenormError(f"{where}: flow hidden layers {one_line(repr(hidden))[:60]} are outside {layers[1]} layers of {width[0]}..{width[1]}")
+    _check_shape(description, where)
     # the module's parameter shapes, on the meta device: nothing is allocated
     with torch.device("meta"):
         expected = {k: tuple(v.shape) for k, v in ConditionalFlow.rebuild(description).state_dict().items()}

@@ -55,8 +55,8 @@ def _load(path: str, command: str | None = None):
 
     problem = load_spec(path)
     if command is not None and isinstance(problem, MultiProblem):
-        raise RenormError(problem.where("target.x", f"renorm {command} takes a target in one variable; for two variables, expand and solve "
-                                        "work, training a two-dimensional flow is not supported yet"))
+        raise RenormError(problem.where("target.x", f"renorm {command} takes a target in one variable; for two variables, expand, solve, "
+                                        "train, eval and sample work"))
     return problem
 
 
@@ -256,7 +256,7 @@ def _certificate_table(rows) -> None:
 def _train(args: argparse.Namespace) -> None:
     from ._train import stored_run, train
 
-    problem = _load(args.spec, "train")
+    problem = _load(args.spec)
     if args.resume and args.force:
         from renorm.symbolic import RenormError
 
@@ -264,8 +264,12 @@ def _train(args: argparse.Namespace) -> None:
     # a resumed run keeps its own settings; flags given again must agree (train() checks)
     stored, start = stored_run(args.out, problem) if args.resume else (None, 0)
     run = train(problem, args.out, _config(args, problem, stored), resume=args.resume, progress=not args.json, force=args.force)
-    rows = _certificate_rows(run)
     new = run.step - start
+    if _two_variables(run):
+        from . import _multi_cli
+
+        return _multi_cli.train_report(args, run, new, _print_json)
+    rows = _certificate_rows(run)
     if args.json:
         _print_json({"out": str(run.directory), "steps": run.step, "new_steps": new, "seconds": run.seconds,
                      "loss": run.final_loss, "couplings": [row.to_json() for row in rows]})
@@ -288,15 +292,31 @@ def _certificate_rows(run) -> list:
         return []
 
 
-def _load_run(args: argparse.Namespace):
-    r"""The run of ``args.dir``: its problem from the stored TOML copy, or from ``--spec`` if given."""
+def _load_run(args: argparse.Namespace, command: str | None = None):
+    r"""The run of ``args.dir``: its problem from the stored TOML copy, or from ``--spec`` if given; a
+    ``command`` that takes one variable refuses a run in two."""
+    from renorm.symbolic import RenormError, one_line
+
     from ._train import load_run
 
-    return load_run(args.dir, _load(args.spec, "verify/eval/sample/plot") if args.spec else None)
+    run = load_run(args.dir, _load(args.spec) if args.spec else None)
+    if command is not None and _two_variables(run):
+        raise RenormError(f"{one_line(args.dir)}: renorm {command} of a flow in two variables is not supported yet (train, eval and sample are)")
+    return run
+
+
+def _two_variables(run) -> bool:
+    from renorm.symbolic import MultiProblem
+
+    return isinstance(run.problem, MultiProblem)
 
 
 def _eval(args: argparse.Namespace) -> None:
     run = _load_run(args)
+    if _two_variables(run):
+        from . import _multi_cli
+
+        return _multi_cli.evaluate(args, run, _print_json, _numbers)
     x = _points(run.problem, args.x)
     q = np.exp(run.log_density(x, args.alpha[0]))
     band = _inherited_band(run.problem, x, args.alpha[0])
@@ -345,6 +365,13 @@ def _sample(args: argparse.Namespace) -> None:
         else:
             print(f"wrote {args.n} samples of x ~ q(x|alpha={args.alpha[0]:g}) to {args.out}")
         return
+    if samples.ndim == 2:
+        if args.json:
+            _print_json({**summary, "samples": [[float(a), float(b)] for a, b in samples]})
+            return
+        for a, b in samples:
+            print(f"{a:.17g} {b:.17g}")
+        return
     if args.json:
         _print_json({**summary, "samples": _numbers(samples)})
         return
@@ -380,7 +407,7 @@ def _print_report(report) -> None:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    report = _verify_run(_load_run(args))
+    report = _verify_run(_load_run(args, "verify"))
     if args.json:
         _print_json(report.to_json())
     else:
@@ -391,7 +418,7 @@ def _verify(args: argparse.Namespace) -> int:
 def _plot(args: argparse.Namespace) -> None:
     from ._plot import plot_report
 
-    run = _load_run(args)
+    run = _load_run(args, "plot")
     paths = plot_report(run.problem, run.log_density_distance, run.directory, history=run.history, distance=True)
     if args.json:
         _print_json({"plots": [str(p) for p in paths]})

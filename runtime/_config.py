@@ -49,6 +49,9 @@ class TrainConfig:
             it still costs the physical range its TV ≤ 1e-3 at α = 0.3, and a trained flow passes
             the bulk-wide check on one seed of three (README).
         window_points: Coupling nodes in the window (Gauss–Legendre in log α, or its Monte Carlo batch).
+        plane_points, plane_couplings: For a target in two variables, the Gauss–Legendre nodes per
+            latent coordinate (a tensor grid) and in log α (``x_points`` and ``alpha_points`` are
+            those of one variable).
         relative_weight: With distillation and the window on, the weight of a second term that asks
             for relative accuracy across the physical bulk at the window's couplings: the mean over the bulk (in the
             latent variable) of :math:`\frac12 \log^2(q/q^*)`. At small α the bulk holds little of
@@ -82,6 +85,8 @@ class TrainConfig:
     alpha_floor: float = _setting(0.0, "lowest coupling trained: a perturbative window [alpha_floor, alpha_min] below the spec's "
                                         "range, where verify checks the orders across the bulk (0: off)")
     window_points: int = _setting(16, "coupling nodes in the perturbative window")
+    plane_points: int = _setting(64, "for a target in two variables: latent quadrature nodes per coordinate")
+    plane_couplings: int = _setting(8, "for a target in two variables: coupling nodes over the spec's alpha_range")
     relative_weight: float = _setting(1.0, "weight of the relative-accuracy term of distillation over the bulk, in the window (0: off)")
     taylor_weight: float = _setting(0.0, "weight of the opt-in Taylor-operator loss (0: off; needs --context linear)")
     context: str = _setting("log", "how alpha enters the flow", ("log", "linear"))
@@ -133,6 +138,7 @@ class TrainConfig:
             (self.taylor_weight >= 0, "taylor_weight must be >= 0"),
             (0 <= self.alpha_floor < 1, f"alpha_floor must be in [0, 1), got {self.alpha_floor}"),
             (1 <= self.window_points <= 10_000, f"window_points must be 1..10000, got {self.window_points}"),
+            (8 <= self.plane_points <= 1024 and 1 <= self.plane_couplings <= 256, f"plane_points must be 8..1024 and plane_couplings 1..256, got {self.plane_points}, {self.plane_couplings}"),
             (self.relative_weight >= 0, "relative_weight must be >= 0"),
             (self.context in ("log", "linear"), f"context must be log or linear, got {self.context!r}"),
             (self.support_map == "auto" or self.support_map in MAPS, f"support_map must be auto or one of {', '.join(sorted(MAPS))}, got {self.support_map!r}"),

@@ -1,4 +1,4 @@
-r"""The commands ``renorm expand`` and ``renorm solve`` for a target in two variables."""
+r"""The commands ``renorm expand``, ``solve``, ``train``, ``eval`` and ``sample`` for a target in two variables."""
 
 from __future__ import annotations
 
@@ -137,3 +137,34 @@ def solve(args: argparse.Namespace, problem, print_json: Callable[[Any], None], 
     detail = f" (q* - p^N ~ alpha^s at the bulk points; local s as alpha -> 0: {trend})" if order.exponents else ""
     print(f"matched order: {order.describe(problem.order)}{detail}")
     return 1 if reasons else 0
+
+
+def train_report(args: argparse.Namespace, run, new: int, print_json: Callable[[Any], None]) -> None:
+    r"""What ``renorm train`` prints for a flow in two variables: its certificate against q*."""
+    from ._plane_train import plane_certificate
+
+    rows = plane_certificate(run)
+    if args.json:
+        print_json({"out": str(run.directory), "steps": run.step, "new_steps": new, "seconds": run.seconds,
+                    "loss": run.final_loss, "couplings": [row.to_json() for row in rows]})
+        return
+    steps = f"{new} new steps (to step {run.step})" if args.resume else f"{run.step} steps"
+    seconds = f" in {run.seconds:.1f} s" if new else ""
+    print(f"trained {run.problem.name}: {steps}{seconds}, final loss {run.final_loss:.6g}; checkpoint in {run.directory}")
+    print(f"{'alpha':>8} {'TV(q, q*)':>11} {'median |q/q*-1|':>16} {'int q':>10}   (on the nested quadrature of q*; median under q*)")
+    for row in rows:
+        print(f"{row.alpha:8.4g} {row.total_variation:11.3e} {row.median_relative_error:16.3e} {row.normalization:10.6f}")
+
+
+def evaluate(args: argparse.Namespace, run, print_json: Callable[[Any], None], numbers: Callable) -> None:
+    r"""``renorm eval`` of a flow in two variables at ``--x`` pairs."""
+    alpha = args.alpha[0]
+    x = points(run.problem, args.x)
+    q = np.exp(run.log_density(x, alpha))
+    if args.json:
+        print_json({"alpha": alpha, "x": _pairs(x), "q": numbers(q)})
+        return
+    names = [v.name for v in run.problem.variables]
+    print(f"{names[0]:>14} {names[1]:>14} {'q(x|alpha=' + format(alpha, 'g') + ')':>22}")
+    for (a, b), value in zip(x, q):
+        print(f"{a:14.8g} {b:14.8g} {value:22.12g}")

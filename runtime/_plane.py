@@ -23,7 +23,7 @@ from renorm.symbolic import MAPS, NUMPY, ArrayOps, SupportMap, default_map
 from ._flow import _bernstein
 from ._maps import TORCH
 
-__all__ = ["PlaneMap", "PlaneFlow", "problem_interval"]
+__all__ = ["PlaneMap", "PlaneFlow"]
 
 #: ``interval(x1, xp)``: the second variable's interval ``(l, u)`` at ``x1`` (NumPy or torch).
 Interval = Callable[[Any, ArrayOps], tuple[Any, Any]]

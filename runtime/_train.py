@@ -19,8 +19,8 @@ import torch
 from torch import Tensor
 
 from renorm.symbolic import (
-    MAPS, ExactMinimizer, Frame, NotNormalizableError, Problem, RenormError, SupportMap, default_map, distance_frame, event_sample, expand,
-    load_spec, numeric, one_line, solve, to_toml, write_atomic,
+    MAPS, ExactMinimizer, Frame, MultiProblem, NotNormalizableError, Problem, RenormError, SupportMap, default_map, distance_frame, event_sample,
+    expand, load_spec, numeric, one_line, solve, to_toml, write_atomic,
 )
 
 from ._checkpoint import FORMAT, Interrupted, clean_orphans, deferred_signals, read_checkpoint, run_lock, save_checkpoint, saving
@@ -590,6 +590,9 @@ def _spec_copy(problem: Problem, directory: Path) -> None:
         if source.resolve() != target.resolve():
             write_atomic(target, source.read_text(encoding="utf-8"))
         return
+    if isinstance(problem, MultiProblem):  # no TOML writer for two variables yet: reading the run needs --spec
+        target.unlink(missing_ok=True)
+        return
     try:
         text = to_toml(problem)
     except RenormError:
@@ -707,14 +710,31 @@ def train(
         # refused before the run directory is made
         config = config or TrainConfig()
         config.validate()
-        _support_map(problem, config)
-        trained_couplings(problem, config)
+        if isinstance(problem, MultiProblem):
+            _check_plane_config(config)
+        else:
+            _support_map(problem, config)
+            trained_couplings(problem, config)
         if config.mode == "events":
             _check_events_mode(problem)
     directory = _directory(out_dir)
     with run_lock(directory):
         clean_orphans(directory)
         return _train(problem, directory, config, resume, force, progress, callback)
+
+
+def _check_plane_config(config: TrainConfig) -> None:
+    r"""Refuses, in one line, the settings of one variable that training in two does not have yet."""
+    unsupported = [
+        (config.mode not in ("auto", "distill"), f"mode {config.mode}: in two variables the flow is trained by distillation of q* (auto or distill)"),
+        (config.alpha_floor != 0, "alpha_floor: the perturbative window is not there in two variables yet"),
+        (config.taylor_weight != 0, "taylor_weight: the Taylor-operator loss is one-dimensional"),
+        (config.sampling != "quadrature" or config.optimizer != "adam", "in two variables training is Adam on the deterministic grid, then L-BFGS"),
+        (config.support_map != "auto" or config.context != "log", "support_map and context: in two variables the plane map and a log-alpha context are fixed"),
+    ]
+    for bad, message in unsupported:
+        if bad:
+            raise RenormError(f"{message} (a target in two variables)")
 
 
 @contextlib.contextmanager
@@ -781,11 +801,20 @@ class _Trainer:
         dtype = torch.float64 if config.dtype == "float64" else torch.float32
         device = torch.device(config.device)
         torch.manual_seed(config.seed)
-        flow = ConditionalFlow.rebuild(state["flow"]) if state else _build_flow(problem, config)
+        if isinstance(problem, MultiProblem):
+            from ._plane import PlaneFlow, problem_interval
+            from ._plane_train import PlaneObjective, build_plane_flow
+
+            flow = PlaneFlow.rebuild(state["flow"], problem_interval(problem)) if state else build_plane_flow(problem, config)
+        else:
+            flow = ConditionalFlow.rebuild(state["flow"]) if state else _build_flow(problem, config)
         self.flow = flow.to(device=device, dtype=dtype)
         if state:
             self.flow.load_state_dict(state["state"])
-        self.objective = Objective(distance_frame(problem).problem, self.flow, config, dtype, device)
+        if isinstance(problem, MultiProblem):
+            self.objective = PlaneObjective(problem, self.flow, config, dtype, device)
+        else:
+            self.objective = Objective(distance_frame(problem).problem, self.flow, config, dtype, device)
         self.step: int = state["step"] if state else 0
         # a checkpoint written at step == epochs still belongs to the main phase: the switch, with
         # its first early-stopping candidate (the flow Adam left), happens in the loop as it would have
@@ -842,7 +871,7 @@ class _Trainer:
         if self.refining:
             self.best.restore(self.flow)
         self._save()
-        return Run(self.problem, self.flow, self.config, self.step, self.history, self.directory)
+        return _run_of(self.problem, self.flow, self.config, self.step, self.history, self.directory)
 
     def _steps(self, stop: list[int], bar: Any) -> None:
         r"""Steps until the last one, the refinement's early stop, or a signal collected in ``stop``; ``bar`` is the tqdm progress bar."""
@@ -1008,7 +1037,9 @@ def _read_checkpoint(path: Path, problem: Problem | None) -> tuple[dict, TrainCo
         raise RenormError(f"{one_line(path)}: the checkpoint's settings are invalid ({one_line(error)[:200]})") from None
     if problem is not None and state["spec_sha256"] != problem.sha256:
         raise RenormError(f"{one_line(path)}: the checkpoint belongs to another spec (hash {state['spec_sha256'][:12]}, this spec {problem.sha256[:12]})")
-    if problem is not None:
+    if problem is not None and isinstance(problem, MultiProblem) != ("plane_map" in state["flow"]):
+        raise RenormError(f"{one_line(path)}: the checkpoint's flow has another number of variables than the spec")
+    if problem is not None and not isinstance(problem, MultiProblem):
         frame = distance_frame(problem)
         if state["format"] < FORMAT and not frame.identity:
             raise RenormError(f"{one_line(path)}: checkpoint format {state['format']} trained this problem in x, which does not resolve its "
@@ -1041,7 +1072,22 @@ def load_run(directory: str | Path, problem: Problem | None = None, device: str 
         problem = load_spec(copy, python=False)
     state, config = _read_checkpoint(directory / CHECKPOINT, problem)
     dtype = torch.float64 if config.dtype == "float64" else torch.float32
-    flow = ConditionalFlow.rebuild(state["flow"]).to(device=device, dtype=dtype)
+    if isinstance(problem, MultiProblem):
+        from ._plane import PlaneFlow, problem_interval
+
+        flow = PlaneFlow.rebuild(state["flow"], problem_interval(problem))
+    else:
+        flow = ConditionalFlow.rebuild(state["flow"])
+    flow = flow.to(device=device, dtype=dtype)
     flow.load_state_dict(state["state"])
     flow.eval()
-    return Run(problem, flow, config, int(state["step"]), list(state["history"]), directory)
+    return _run_of(problem, flow, config, int(state["step"]), list(state["history"]), directory)
+
+
+def _run_of(problem: Problem | MultiProblem, flow: Any, config: TrainConfig, step: int, history: list[dict], directory: Path | None) -> Any:
+    r"""The :class:`Run` of a problem in one variable, the :class:`~renorm.runtime._plane_train.PlaneRun` of one in two."""
+    if isinstance(problem, MultiProblem):
+        from ._plane_train import PlaneRun
+
+        return PlaneRun(problem, flow, config, step, history, directory)
+    return Run(problem, flow, config, step, history, directory)
