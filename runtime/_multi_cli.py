@@ -151,7 +151,7 @@ def train_report(args: argparse.Namespace, run, new: int, print_json: Callable[[
     steps = f"{new} new steps (to step {run.step})" if args.resume else f"{run.step} steps"
     seconds = f" in {run.seconds:.1f} s" if new else ""
     print(f"trained {run.problem.name}: {steps}{seconds}, final loss {run.final_loss:.6g}; checkpoint in {run.directory}")
-    print(f"{'alpha':>8} {'TV(q, q*)':>11} {'median |q/q*-1|':>16} {'int q':>10}   (on the nested quadrature of q*; median under q*)")
+    print(f"{'alpha':>8} {'TV(q, q*)':>11} {'median |q/q*-1|':>16} {'int q':>10}   (TV and int q on a fine latent grid; the median under q*)")
     for row in rows:
         print(f"{row.alpha:8.4g} {row.total_variation:11.3e} {row.median_relative_error:16.3e} {row.normalization:10.6f}")
 
