@@ -742,50 +742,24 @@ def _parse_toml(text: str, default_name: str, source: str | None) -> Problem:
         raise SpecError("target.density: missing (the [target] table needs a density, events or a histogram)")
     matching = data.get("matching", {})
     train = data.get("train", {})
+    common = dict(
+        name=data.get("name", default_name), density=target.get("density"), coupling=target.get("alpha", "alpha"),
+        singular=target.get("singular", "lower"), order=target.get("order", 1), f=matching.get("f", "log"), C=matching.get("C"),
+        weight=matching.get("weight"), coupling_range=train.get("alpha_range", (0.05, 0.3)), constants=data.get("constants", {}),
+        source=source, training={k: v for k, v in train.items() if k != "alpha_range"},
+    )
     if isinstance(target.get("x"), list):
         from ._multi import make_multi_problem  # it imports this module
 
         for key in ("events", "histogram"):
             if key in target:
                 raise SpecError(f"target.{key}: numeric targets in several variables are not supported yet (give a density formula)")
-        return make_multi_problem(
-            name=data.get("name", default_name),
-            density=target.get("density"),
-            x=target["x"],
-            coupling=target.get("alpha", "alpha"),
-            support=target.get("support", [["0", "1"]] * len(target["x"])),
-            singular=target.get("singular", "lower"),
-            region=target.get("region"),
-            order=target.get("order", 1),
-            f=matching.get("f", "log"),
-            C=matching.get("C"),
-            weight=matching.get("weight"),
-            coupling_range=train.get("alpha_range", (0.05, 0.3)),
-            constants=data.get("constants", {}),
-            source=source,
-            training={k: v for k, v in train.items() if k != "alpha_range"},
-        )
+        return make_multi_problem(x=target["x"], support=target.get("support", [["0", "1"]] * len(target["x"])), region=target.get("region"), **common)
     if "region" in target:
         raise SpecError("target.region: a region needs several variables (x = [\"x1\", \"x2\"]); a one-dimensional support is its interval")
     return make_problem(
-        name=data.get("name", default_name),
-        density=target.get("density"),
-        events=target.get("events"),
-        histogram=target.get("histogram"),
-        base=Path(source).parent if source else None,
-        x=target.get("x", "x"),
-        coupling=target.get("alpha", "alpha"),
-        support=target.get("support", ["0", "1"]),
-        singular=target.get("singular", "lower"),
-        order=target.get("order", 1),
-        f=matching.get("f", "log"),
-        C=matching.get("C"),
-        weight=matching.get("weight"),
-        coupling_range=train.get("alpha_range", (0.05, 0.3)),
-        constants=data.get("constants", {}),
-        source=source,
-        training={k: v for k, v in train.items() if k != "alpha_range"},
-    )
+        events=target.get("events"), histogram=target.get("histogram"), base=Path(source).parent if source else None,
+        x=target.get("x", "x"), support=target.get("support", ["0", "1"]), **common)
 
 
 def _toml_string(text: str) -> str:

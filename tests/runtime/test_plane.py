@@ -87,9 +87,9 @@ def test_the_density_is_normalized_over_the_region(plane):
     problem, mapping = plane
     flow = _flow(problem, mapping)
     t, w = np.polynomial.legendre.leggauss(8)
-    edges = np.linspace(-10, 10, 41)
-    nodes = (0.5 * (edges[:-1] + edges[1:])[:, None] + 0.25 * t[None, :]).ravel()
-    weights = np.tile(0.25 * w, 40)
+    edges = np.linspace(-10, 10, 29)
+    nodes = (0.5 * (edges[:-1] + edges[1:])[:, None] + (10 / 28) * t[None, :]).ravel()
+    weights = np.tile((10 / 28) * w, 28)
     z1, z2 = np.meshgrid(nodes, nodes, indexing="ij")
     y = torch.tensor(np.stack([0.3 + 1.2 * z1.ravel(), -0.2 + 0.9 * z2.ravel()], -1))
     x1, x2, log_jacobian = mapping.from_latent(y[:, 0], y[:, 1], TORCH)

@@ -12,7 +12,7 @@ import torch
 
 from renorm.runtime import TrainConfig, load_run, train
 from renorm.runtime._cli import main
-from renorm.runtime._plane_train import PlaneObjective, PlaneRun, build_plane_flow, plane_certificate
+from renorm.runtime._plane_train import PlaneCertificate, PlaneObjective, PlaneRun, build_plane_flow, plane_certificate
 from renorm.symbolic import RenormError, load_spec
 
 from .. import schema
@@ -46,7 +46,7 @@ def test_the_objective_is_a_divergence_that_training_lowers(trained, capsys):
     problem = load_spec(EMISSION)
     config = TrainConfig(plane_points=32, plane_couplings=3)
     values = []
-    for seed in range(3):
+    for seed in range(2):
         torch.manual_seed(seed)
         flow = build_plane_flow(problem, config).double()
         objective = PlaneObjective(problem, flow, config, torch.float64, torch.device("cpu"))
@@ -57,10 +57,11 @@ def test_the_objective_is_a_divergence_that_training_lowers(trained, capsys):
     assert 0 < float(again().detach()) < 0.2 * min(values)
 
 
-def test_the_run_is_certified_against_q_star(trained):
+def test_the_run_is_certified_against_q_star(training):
+    trained, data = training
     run = load_run(trained)
     assert isinstance(run, PlaneRun) and 30 < run.step <= 34
-    rows = plane_certificate(run)
+    rows = [PlaneCertificate(**row) for row in data["couplings"]]
     assert [row.alpha for row in rows] == [0.05, 0.118, 0.3]
     torch.manual_seed(0)
     untrained = PlaneRun(run.problem, build_plane_flow(run.problem, run.config).double(), run.config, 0)
