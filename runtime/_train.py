@@ -806,15 +806,14 @@ class _Trainer:
             from ._plane_train import PlaneObjective, build_plane_flow
 
             flow = PlaneFlow.rebuild(state["flow"], problem_interval(problem)) if state else build_plane_flow(problem, config)
+            objective = functools.partial(PlaneObjective, problem)
         else:
             flow = ConditionalFlow.rebuild(state["flow"]) if state else _build_flow(problem, config)
+            objective = functools.partial(Objective, distance_frame(problem).problem)
         self.flow = flow.to(device=device, dtype=dtype)
         if state:
             self.flow.load_state_dict(state["state"])
-        if isinstance(problem, MultiProblem):
-            self.objective = PlaneObjective(problem, self.flow, config, dtype, device)
-        else:
-            self.objective = Objective(distance_frame(problem).problem, self.flow, config, dtype, device)
+        self.objective = objective(self.flow, config, dtype, device)
         self.step: int = state["step"] if state else 0
         # a checkpoint written at step == epochs still belongs to the main phase: the switch, with
         # its first early-stopping candidate (the flow Adam left), happens in the loop as it would have

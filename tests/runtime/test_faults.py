@@ -74,10 +74,17 @@ def test_kill_at_random_moments_loses_nothing_and_resumes_bitwise(tmp_path, refe
     kills = 10 if FULL else 3
     steps = []
     for _ in range(kills):
-        resume = ["--resume"] if (out / "checkpoint.pt").exists() else []
+        checkpoint = out / "checkpoint.pt"
+        resume = ["--resume"] if checkpoint.exists() else []
+        before = checkpoint.stat().st_mtime_ns if resume else None
         process = subprocess.Popen(_train_command(out, *resume), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        # start-up takes about 3 s, then a step every 10 ms with a checkpoint every 2 steps
-        time.sleep(rng.uniform(3.2, 4.5))
+        # start-up takes 3-5 s (it varies with the machine's load, and a kill before the first step
+        # would test nothing), then a step every 10 ms with a checkpoint every 2 steps: the kill
+        # comes at a random moment after this process's first write
+        deadline = time.monotonic() + TIMEOUT
+        while time.monotonic() < deadline and process.poll() is None and not (checkpoint.exists() and checkpoint.stat().st_mtime_ns != before):
+            time.sleep(0.01)
+        time.sleep(rng.uniform(0.0, 1.5))
         process.kill()
         process.wait(timeout=TIMEOUT)
         if (out / "checkpoint.pt").exists():
