@@ -33,6 +33,7 @@ from ._maps import SupportMap, quadrature_map
 from ._matching import matching_function
 from ._numeric import numeric
 from ._quadrature import support_nodes, support_quadrature
+from ._solve import MatchedOrder, across, measure_order
 from ._spec import (LIMITS, Problem, _as_expr, _check_free, _check_shape, _constants, _coupling_range, _matching_function,
                     _NAME, _short, _support, _symbol_for, _training, _variable_names, _weight, make_problem)
 
@@ -46,6 +47,8 @@ _ATOL = 1e-14
 #: How far ∫q* may miss 1 before the solution is refused.
 _NORMALIZATION_TOLERANCE = 1e-9
 _COMPARISON = re.compile(r"(<=|>=|<|>)")
+#: Bulk points on a half-line: distances from its finite end.
+_FAR = (0.1, 0.3, 1.0)
 
 
 @dataclass(frozen=True)
@@ -149,22 +152,13 @@ class MultiProblem:
         :math:`x_1`'s support and of :math:`x_2`'s interval there, from the singular side."""
         t = np.array([0.05, 0.2, 0.5])
         (a1, b1), (a2, b2) = self.support_floats
-        x1 = _across(a1, b1, t, self.singular[0])
+        x1 = across(a1, b1, t, self.singular[0], _FAR)
         points = []
         for value in x1:
             lo, hi = (float(v[0]) for v in self.inner_interval(np.array([value])))
             if lo < hi:
-                points += [(value, x2) for x2 in _across(lo, hi, t, self.singular[1])]
+                points += [(value, x2) for x2 in across(lo, hi, t, self.singular[1], _FAR)]
         return np.array(points)
-
-
-def _across(a: float, b: float, t: np.ndarray, singular: str) -> np.ndarray:
-    r"""Fractions ``t`` of the way across ``(a, b)`` from the singular side (distances on a half-line)."""
-    if math.isinf(b):
-        return a + np.array([0.1, 0.3, 1.0])
-    if math.isinf(a):
-        return b - np.array([0.1, 0.3, 1.0])
-    return a + (b - a) * t if singular != "upper" else b - (b - a) * t
 
 
 def make_multi_problem(
@@ -562,37 +556,14 @@ class MultiMinimizer:
         return math.exp(scipy.optimize.brentq(total, lo, hi, xtol=1e-14, rtol=4 * np.finfo(float).eps, maxiter=200))
 
 
-def multi_matched_order(problem: MultiProblem, steps: int = 10) -> Any:
+def multi_matched_order(problem: MultiProblem, steps: int = 10) -> MatchedOrder:
     r"""Through which order :math:`q^*` matches :math:`p^N` at the bulk points (the method of
     :func:`~renorm.symbolic.matched_order`, at :meth:`MultiProblem.bulk_points`)."""
-    from ._solve import orders_from_deviations  # it imports this module's neighbours
-
     minimizer = MultiMinimizer(problem)
-    points = problem.bulk_points()
-    x1, x2 = points[:, 0], points[:, 1]
-    args = (*problem.variables, problem.coupling)
-    terms = multi_coefficients(problem)
-    truncated_expr = sum(problem.coupling**n * c for n, c in enumerate(terms))
-    remainder_expr = within(LIMITS.seconds, lambda: sp.cancel(sp.together(problem.density - truncated_expr)), None)
-    if remainder_expr is None:
-        raise RenormError(problem.where("matched order", f"p - p^N did not simplify within {LIMITS.seconds:g} s (the limit)"))
-    truncated_fn, remainder_fn = numeric(truncated_expr, args), numeric(remainder_expr, args)
-    alphas, deviations, guess, degenerate = [], [], None, False
-    for j in range(steps + 1):
-        alpha = problem.coupling_range[0] * 2.0**-j
-        truncated = np.asarray(truncated_fn(x1, x2, alpha), dtype=float)
-        try:
-            solution = minimizer.solve(alpha, guess, loss=False)
-        except NotNormalizableError:
-            degenerate, deviation = True, -truncated
-        else:
-            guess = solution.lagrange_multiplier or None
-            deviation = minimizer.deviation(x1, x2, alpha, solution.lagrange_multiplier) + np.asarray(remainder_fn(x1, x2, alpha), dtype=float)
-        alphas.append(alpha)
-        deviations.append(np.abs(deviation))
-        if np.median(np.abs(deviation) / np.maximum(np.abs(truncated), 1e-300)) < 1e-13:
-            break
-    return orders_from_deviations(problem.order, alphas, deviations, tuple(map(tuple, points)), degenerate, steps)
+    x1, x2 = problem.bulk_points().T
+    return measure_order(problem, problem.variables, multi_coefficients(problem), (x1, x2),
+                         lambda alpha, guess: minimizer.solve(alpha, guess, loss=False),
+                         lambda alpha, lam: minimizer.deviation(x1, x2, alpha, lam), steps)
 
 
 def marginal_problem(problem: MultiProblem) -> tuple[Problem | None, str]:

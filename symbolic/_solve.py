@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import scipy.optimize
@@ -394,54 +394,74 @@ class MatchedOrder:
         return f"none: q* - p^N does not vanish as alpha -> 0 (~ alpha^{self.exponent:.2g}), so q* does not match even p^0"
 
 
+def across(a: float, b: float, fractions: Sequence[float], singular: str, far: Sequence[float]) -> np.ndarray:
+    r"""Points ``fractions`` of the way across ``(a, b)`` from its singular side, or at the distances
+    ``far`` from the finite end of a half-line."""
+    if math.isinf(b):
+        return a + np.asarray(far)
+    if math.isinf(a):
+        return b - np.asarray(far)
+    t = np.asarray(fractions)
+    return a + (b - a) * t if singular != "upper" else b - (b - a) * t
+
+
 def bulk_points(problem: Problem) -> np.ndarray:
     r"""Points of the bulk where the matched order is measured (and commands evaluate by default)."""
-    a, b = problem.support_floats
-    if math.isinf(b):
-        return a + np.array([0.1, 0.3, 1.0, 3.0])
-    if math.isinf(a):
-        return b - np.array([0.1, 0.3, 1.0, 3.0])
-    t = np.array([0.05, 0.1, 0.2, 0.35, 0.5])
-    return a + (b - a) * t if problem.singular != "upper" else b - (b - a) * t
+    return across(*problem.support_floats, (0.05, 0.1, 0.2, 0.35, 0.5), problem.singular, (0.1, 0.3, 1.0, 3.0))
 
 
 def matched_order(problem: Problem, steps: int = 10) -> MatchedOrder:
     r"""Measures through which order :math:`q^*` matches :math:`p^N` (see :class:`MatchedOrder`)."""
     minimizer = ExactMinimizer(problem)
     x = bulk_points(problem)
-    terms = expand(problem)
+    return measure_order(problem, (problem.x,), expand(problem), (x,), minimizer.solve,
+                         lambda alpha, lam: minimizer.deviation(x, alpha, lam), steps)
+
+
+def measure_order(problem: Any, variables: tuple[sp.Symbol, ...], terms: Sequence[sp.Expr], points: tuple[np.ndarray, ...],
+                  solve: Callable[[float, float | None], Any], deviation: Callable[[float, float], np.ndarray], steps: int) -> MatchedOrder:
+    r"""The method of :class:`MatchedOrder` in any number of variables.
+
+    Arguments:
+        problem: The problem (its density, coupling, order and range).
+        variables: Its observables; ``points`` holds one array of coordinates per variable.
+        terms: The pointwise coefficients :math:`p^n`, :math:`n \le N`.
+        solve: ``solve(alpha, guess)``, the exact minimizer's solution at a coupling.
+        deviation: ``deviation(alpha, lam)``, :math:`q^*` minus :math:`p` at the points, without cancellation.
+    """
     truncated_expr = sum(problem.coupling**n * c for n, c in enumerate(terms))
     # p - p^N symbolically: evaluating the difference numerically would leave rounding noise ∝ α
     remainder_expr = within(LIMITS.seconds, lambda: sp.cancel(sp.together(problem.density - truncated_expr)), None)
     if remainder_expr is None:
         raise RenormError(problem.where("matched order", f"p - p^N did not simplify within {LIMITS.seconds:g} s (the limit), so its order in {problem.coupling} cannot be measured without rounding noise"))
-    truncated_fn = numeric(truncated_expr, (problem.x, problem.coupling))
-    remainder_fn = numeric(remainder_expr, (problem.x, problem.coupling))
+    args = (*variables, problem.coupling)
+    truncated_fn, remainder_fn = numeric(truncated_expr, args), numeric(remainder_expr, args)
+    labels = tuple(points[0]) if len(points) == 1 else tuple(zip(*points))
     alphas, deviations, degenerate, guess = [], [], False, None
     for j in range(steps + 1):
         alpha = problem.coupling_range[0] * 2.0**-j
-        truncated = np.asarray(truncated_fn(x, alpha), dtype=float)
+        truncated = np.asarray(truncated_fn(*points, alpha), dtype=float)
         try:
-            solution = minimizer.solve(alpha, guess)
+            solution = solve(alpha, guess)
         except NoUniqueMinimizerError:
             # no q* to follow towards α = 0: there is nothing to measure, not a degenerate limit
-            return MatchedOrder(-1, math.nan, tuple(alphas + [alpha]), (), tuple(x), False,
+            return MatchedOrder(-1, math.nan, tuple(alphas + [alpha]), (), labels, False,
                                 reason=f"the minimizer is not unique at alpha = {alpha:g} and below (the weight vanishes where probability is missing)")
         except NotNormalizableError:
             degenerate = True
-            deviation = -truncated
+            delta = -truncated
         else:
             lam = solution.lagrange_multiplier
             guess = lam if lam > 0 else None
-            deviation = minimizer.deviation(x, alpha, lam) + np.asarray(remainder_fn(x, alpha), dtype=float)
+            delta = deviation(alpha, lam) + np.asarray(remainder_fn(*points, alpha), dtype=float)
         alphas.append(alpha)
-        deviations.append(np.abs(deviation))
-        if np.median(np.abs(deviation) / np.maximum(np.abs(truncated), 1e-300)) < _RESOLUTION:
+        deviations.append(np.abs(delta))
+        if np.median(np.abs(delta) / np.maximum(np.abs(truncated), 1e-300)) < _RESOLUTION:
             break  # δ is below what float64 resolves: the smaller couplings add nothing
-    return orders_from_deviations(problem.order, alphas, deviations, tuple(x), degenerate, steps)
+    return _orders_from_deviations(problem.order, alphas, deviations, labels, degenerate, steps)
 
 
-def orders_from_deviations(order: int, alphas: Sequence[float], deviations: Sequence[np.ndarray], points: tuple,
+def _orders_from_deviations(order: int, alphas: Sequence[float], deviations: Sequence[np.ndarray], points: tuple,
                            degenerate: bool, steps: int) -> MatchedOrder:
     r"""The :class:`MatchedOrder` from :math:`|q^* - p^N|` at the bulk points, one array per coupling of ``alphas``."""
     if len(deviations) == 1 and steps > 0:
