@@ -96,7 +96,7 @@ def _expand(args: argparse.Namespace) -> None:
     if isinstance(problem, MultiProblem):
         from . import _multi_cli
 
-        return _multi_cli.expand(args, problem, _print_json, _numbers)
+        return _multi_cli.expand(args, problem)
     x = _points(problem, args.x)
     terms = coefficients(problem)
     if args.json:
@@ -161,7 +161,7 @@ def _solve(args: argparse.Namespace) -> int:
     if isinstance(problem, MultiProblem):
         from . import _multi_cli
 
-        return _multi_cli.solve(args, problem, _print_json, _numbers)
+        return _multi_cli.solve(args, problem)
     x = _points(problem, args.x)
     minimizer = ExactMinimizer(problem)
     found = _solve_each(minimizer, args.alpha)
@@ -268,7 +268,7 @@ def _train(args: argparse.Namespace) -> None:
     if _two_variables(run):
         from . import _multi_cli
 
-        return _multi_cli.train_report(args, run, new, _print_json)
+        return _multi_cli.train_report(args, run, new)
     rows = _certificate_rows(run)
     if args.json:
         _print_json({"out": str(run.directory), "steps": run.step, "new_steps": new, "seconds": run.seconds,
@@ -316,7 +316,7 @@ def _eval(args: argparse.Namespace) -> None:
     if _two_variables(run):
         from . import _multi_cli
 
-        return _multi_cli.evaluate(args, run, _print_json, _numbers)
+        return _multi_cli.evaluate(args, run)
     x = _points(run.problem, args.x)
     q = np.exp(run.log_density(x, args.alpha[0]))
     band = _inherited_band(run.problem, x, args.alpha[0])

@@ -3,9 +3,11 @@ r"""The commands ``renorm expand``, ``solve``, ``train``, ``eval`` and ``sample`
 from __future__ import annotations
 
 import argparse
-from typing import Any, Callable, Sequence
+from typing import Sequence
 
 import numpy as np
+
+from ._cli import _matched, _numbers, _print_json, _solve_each
 
 __all__: list[str] = []
 
@@ -34,7 +36,7 @@ def _pairs(x: np.ndarray) -> list[list[float]]:
     return [[float(a), float(b)] for a, b in x]
 
 
-def expand(args: argparse.Namespace, problem, print_json: Callable[[Any], None], numbers: Callable) -> None:
+def expand(args: argparse.Namespace, problem) -> None:
     import sympy as sp
 
     from renorm.symbolic import numeric, multi_coefficients
@@ -43,9 +45,9 @@ def expand(args: argparse.Namespace, problem, print_json: Callable[[Any], None],
     terms = multi_coefficients(problem)
     values = [np.broadcast_to(numeric(term, problem.variables)(x[:, 0], x[:, 1]), x[:, 0].shape) for term in terms]
     if args.json:
-        print_json({
+        _print_json({
             "name": problem.name, "order": problem.order, "variables": [v.name for v in problem.variables], "x": _pairs(x),
-            "coefficients": [{"n": n, "regular": sp.sstr(term), "values": numbers(v)} for n, (term, v) in enumerate(zip(terms, values))],
+            "coefficients": [{"n": n, "regular": sp.sstr(term), "values": _numbers(v)} for n, (term, v) in enumerate(zip(terms, values))],
         })
         return
     names = ", ".join(v.name for v in problem.variables)
@@ -68,21 +70,13 @@ def _region(problem) -> str:
     return "; region " + "; ".join(dict.fromkeys(b.text for b in problem.region)) if problem.region else ""
 
 
-def solve(args: argparse.Namespace, problem, print_json: Callable[[Any], None], numbers: Callable) -> int:
+def solve(args: argparse.Namespace, problem) -> int:
     from renorm.symbolic import ExactMinimizer, MultiMinimizer, NotNormalizableError, marginal_problem, multi_matched_order
 
     x = points(problem, args.x)
     marginal_x = np.unique(x[:, 0])
     minimizer = MultiMinimizer(problem)
-    found, guess = [], None
-    for alpha in sorted(args.alpha):
-        try:
-            solution = minimizer.solve(alpha, guess)
-        except NotNormalizableError as error:
-            found.append((alpha, None, str(error)))
-            continue
-        guess = solution.lagrange_multiplier or None
-        found.append((alpha, solution, None))
+    found = _solve_each(minimizer, args.alpha)
     order = multi_matched_order(problem)
     reasons = [reason for _, _, reason in found if reason is not None]
     if len(reasons) == len(found):
@@ -106,15 +100,13 @@ def solve(args: argparse.Namespace, problem, print_json: Callable[[Any], None], 
             continue
         one_d = reduced_q(alpha)
         rows.append({"alpha": alpha, "lagrange_multiplier": s.lagrange_multiplier, "normalization": s.normalization, "loss": s.loss,
-                     "q": numbers(s.q(x[:, 0], x[:, 1])), "p": numbers(minimizer.p(x[:, 0], x[:, 1], alpha)),
-                     "marginal_q": numbers(s.marginal(0, marginal_x)),
-                     "marginal_q_of_marginal_target": None if one_d is None else numbers(one_d), "error": None})
+                     "q": _numbers(s.q(x[:, 0], x[:, 1])), "p": _numbers(minimizer.p(x[:, 0], x[:, 1], alpha)),
+                     "marginal_q": _numbers(s.marginal(0, marginal_x)),
+                     "marginal_q_of_marginal_target": None if one_d is None else _numbers(one_d), "error": None})
     first = problem.variables[0].name
     if args.json:
-        from ._cli import _matched
-
-        print_json({"name": problem.name, "f": problem.f_kind, "variables": [v.name for v in problem.variables], "x": _pairs(x),
-                    "marginal": {"variable": first, "x": numbers(marginal_x), "target": None if reduced is None else str(reduced.density),
+        _print_json({"name": problem.name, "f": problem.f_kind, "variables": [v.name for v in problem.variables], "x": _pairs(x),
+                    "marginal": {"variable": first, "x": _numbers(marginal_x), "target": None if reduced is None else str(reduced.density),
                                  "reason": why or None},
                     "matched_order": _matched(order, problem), "couplings": rows})
         return 1 if reasons else 0
@@ -139,13 +131,13 @@ def solve(args: argparse.Namespace, problem, print_json: Callable[[Any], None], 
     return 1 if reasons else 0
 
 
-def train_report(args: argparse.Namespace, run, new: int, print_json: Callable[[Any], None]) -> None:
+def train_report(args: argparse.Namespace, run, new: int) -> None:
     r"""What ``renorm train`` prints for a flow in two variables: its certificate against q*."""
     from ._plane_train import plane_certificate
 
     rows = plane_certificate(run)
     if args.json:
-        print_json({"out": str(run.directory), "steps": run.step, "new_steps": new, "seconds": run.seconds,
+        _print_json({"out": str(run.directory), "steps": run.step, "new_steps": new, "seconds": run.seconds,
                     "loss": run.final_loss, "couplings": [row.to_json() for row in rows]})
         return
     steps = f"{new} new steps (to step {run.step})" if args.resume else f"{run.step} steps"
@@ -156,13 +148,13 @@ def train_report(args: argparse.Namespace, run, new: int, print_json: Callable[[
         print(f"{row.alpha:8.4g} {row.total_variation:11.3e} {row.median_relative_error:16.3e} {row.normalization:10.6f}")
 
 
-def evaluate(args: argparse.Namespace, run, print_json: Callable[[Any], None], numbers: Callable) -> None:
+def evaluate(args: argparse.Namespace, run) -> None:
     r"""``renorm eval`` of a flow in two variables at ``--x`` pairs."""
     alpha = args.alpha[0]
     x = points(run.problem, args.x)
     q = np.exp(run.log_density(x, alpha))
     if args.json:
-        print_json({"alpha": alpha, "x": _pairs(x), "q": numbers(q)})
+        _print_json({"alpha": alpha, "x": _pairs(x), "q": _numbers(q)})
         return
     names = [v.name for v in run.problem.variables]
     print(f"{names[0]:>14} {names[1]:>14} {'q(x|alpha=' + format(alpha, 'g') + ')':>22}")
