@@ -2,21 +2,19 @@ r"""Training the flow in two variables: distillation of q* on a latent grid, the
 
 from __future__ import annotations
 
-import copy
-import functools
 import math
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from renorm.symbolic import MultiMinimizer, MultiProblem, RenormError
+from renorm.symbolic import MultiMinimizer, MultiProblem
 
 from ._config import TrainConfig
 from ._plane import PlaneFlow, PlaneMap, problem_interval
+from ._train import Run
 
 __all__ = ["PlaneRun", "PlaneCertificate", "plane_certificate"]
 
@@ -70,7 +68,7 @@ def _latent_mass(problem: MultiProblem, plane_map: PlaneMap, alphas: tuple[float
     r"""The nested-quadrature nodes of q* in latent coordinates with their probabilities, per coupling."""
     out = []
     for solution in _solutions(problem, alphas):
-        _, x1, x2, w = solution.minimizer.rule(lambda a, b: solution.q(a, b))
+        x1, x2, w = solution.nodes
         y1, y2 = plane_map.to_latent(x1, x2)
         mass = w * solution.q(x1, x2)
         keep = np.isfinite(y1) & np.isfinite(y2)
@@ -179,38 +177,11 @@ class PlaneObjective:
         return float(self._divergence(self.checking))
 
 
-@dataclass
-class PlaneRun:
-    r"""A trained run in two variables (see :class:`~renorm.runtime.Run`)."""
+class PlaneRun(Run):
+    r"""A trained run in two variables: a :class:`~renorm.runtime.Run` whose points are pairs
+    (its one-variable :attr:`~renorm.runtime.Run.frame` and ``log_density_distance`` do not apply)."""
 
-    problem: MultiProblem
-    flow: PlaneFlow
-    config: TrainConfig
-    step: int
-    history: list[dict] = field(default_factory=list)
-    directory: Path | None = None
-
-    @property
-    def seconds(self) -> float:
-        return self.history[-1]["time"] if self.history else 0.0
-
-    @property
-    def final_loss(self) -> float:
-        return self.history[-1]["loss"] if self.history else math.nan
-
-    @property
-    def couplings(self) -> tuple[float, float]:
-        return self.flow.coupling_range
-
-    @functools.cached_property
-    def evaluator(self) -> PlaneFlow:
-        return copy.deepcopy(self.flow).to(device="cpu", dtype=torch.float64).eval()
-
-    def require_coupling(self, alpha: float) -> None:
-        lo, hi = self.couplings
-        if not lo * (1 - 1e-12) <= alpha <= hi * (1 + 1e-12):
-            raise RenormError(f"alpha = {alpha:g} is outside the couplings this flow was trained on, [{lo:g}, {hi:g}]: its density "
-                              "there is an extrapolation (widen train.alpha_range and train again)")
+    _WIDEN = "widen train.alpha_range and train again"
 
     def log_density(self, x: np.ndarray, alpha: float) -> np.ndarray:
         r""":math:`\log q(x_1, x_2|\alpha)` at points of shape ``(n, 2)``, float64 NumPy."""
@@ -290,7 +261,7 @@ def plane_certificate(run: PlaneRun, alphas: tuple[float, ...] = (0.05, 0.118, 0
         inside_region = run.problem.contains(x1, x2) & np.isfinite(log_exact)
         flow = np.exp(log_flow)
         exact = np.where(inside_region, np.exp(np.minimum(np.where(inside_region, log_exact, 0.0), 700.0)), 0.0)
-        _, n1, n2, w = solution.minimizer.rule(lambda a, b: solution.q(a, b))
+        n1, n2, w = solution.nodes
         q_star = solution.q(n1, n2)
         relative = np.abs(np.exp(np.minimum(run.log_density(np.stack([n1, n2], -1), solution.alpha), 700.0)) / q_star - 1)
         order = np.argsort(relative)

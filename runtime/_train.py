@@ -461,12 +461,15 @@ class Run:
         r"""The couplings the flow was trained on: the spec's ``alpha_range`` and the perturbative window below it."""
         return self.flow.coupling_range
 
+    #: What to do about a coupling outside :attr:`couplings` (the end of :meth:`require_coupling`'s message).
+    _WIDEN = "widen train.alpha_range, or lower alpha_floor, and train again"
+
     def require_coupling(self, alpha: float) -> None:
         r"""Refuses a coupling outside :attr:`couplings`, where the flow was never trained (in one line)."""
         lo, hi = self.couplings
         if not lo * (1 - 1e-12) <= alpha <= hi * (1 + 1e-12):
             raise RenormError(f"alpha = {alpha:g} is outside the couplings this flow was trained on, [{lo:g}, {hi:g}]: its density "
-                              "there is an extrapolation (widen train.alpha_range, or lower alpha_floor, and train again)")
+                              f"there is an extrapolation ({self._WIDEN})")
 
     def log_density_distance(self, d: np.ndarray, alpha: float) -> np.ndarray:
         r""":math:`\log q` at distances :math:`d` to the singular endpoint (:math:`x` itself where

@@ -345,6 +345,12 @@ class MultiSolution:
         r""":math:`q^*(x_1, x_2|\alpha)`, 0 outside the region."""
         return self.minimizer.q(x1, x2, self.alpha, self.lagrange_multiplier)
 
+    @cached_property
+    def nodes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        r"""The nodes :math:`(x_1, x_2)` and weights of the nested quadrature adapted to :math:`q^*`
+        (computed once: training, its grid and its certificate all read them)."""
+        return self.minimizer.rule(self.q)[1:]
+
     def marginal(self, axis: int, points: np.ndarray) -> np.ndarray:
         r"""The marginal density of :math:`q^*` in variable ``axis`` (0 or 1) at ``points``."""
         return self.minimizer.marginal(lambda x1, x2: self.q(x1, x2), axis, points)
