@@ -21,9 +21,9 @@ __all__ = ["PlaneRun", "PlaneCertificate", "plane_certificate"]
 #: Gauss–Legendre nodes per panel of the latent grid.
 _ORDER = 4
 #: The latent grid ends where q* leaves less than this beyond it (at the extreme couplings), and
-#: the standardization maps the quantiles of :data:`_QUANTILES` to ±4.5 (as in one variable).
+#: the standardization maps the quantiles :data:`_QUANTILE` and 1 - :data:`_QUANTILE` to ±4.5 (as in one variable).
 _TAIL = 1e-9
-_QUANTILES = (1e-6, 1 - 1e-6)
+_QUANTILE = 1e-6
 _WINDOW = 4.5
 
 
@@ -82,25 +82,27 @@ def _quantile(values: np.ndarray, mass: np.ndarray, q: float) -> float:
     return float(values[order][min(np.searchsorted(cumulative, q * cumulative[-1]), values.size - 1)])
 
 
+def _latent_spans(problem: MultiProblem, plane_map: PlaneMap, tail: float) -> list[tuple[float, float]]:
+    r"""Per latent coordinate, the interval outside which q* leaves less than ``tail`` on each side, at both ends of the coupling range."""
+    clouds = _latent_mass(problem, plane_map, problem.coupling_range)
+    return [(min(_quantile(c[k], c[2], tail) for c in clouds), max(_quantile(c[k], c[2], 1 - tail) for c in clouds)) for k in range(2)]
+
+
 def build_plane_flow(problem: MultiProblem, config: TrainConfig) -> PlaneFlow:
     r"""A fresh flow for ``problem``: the default :class:`PlaneMap`, standardized so that the quantiles
     1e-6 and 1 - 1e-6 of q* in each latent coordinate (at both ends of the coupling range) fall at ±4.5."""
     plane_map = PlaneMap.for_problem(problem, problem_interval(problem))
-    clouds = _latent_mass(problem, plane_map, problem.coupling_range)
-    shift, scale = [], []
-    for k in range(2):
-        lo = min(_quantile(c[k], c[2], _QUANTILES[0]) for c in clouds)
-        hi = max(_quantile(c[k], c[2], _QUANTILES[1]) for c in clouds)
-        shift.append(0.5 * (lo + hi))
-        scale.append(max(0.5 * (hi - lo) / _WINDOW, 1e-3))
-    return PlaneFlow(plane_map, tuple(shift), tuple(scale), problem.coupling_range, config.degree, config.transforms, config.hidden)
+    spans = _latent_spans(problem, plane_map, _QUANTILE)
+    shift = tuple(0.5 * (lo + hi) for lo, hi in spans)
+    scale = tuple(max(0.5 * (hi - lo) / _WINDOW, 1e-3) for lo, hi in spans)
+    return PlaneFlow(plane_map, shift, scale, problem.coupling_range, config.degree, config.transforms, config.hidden)
 
 
 class PlaneObjective:
     r"""Distillation of :math:`q^*` into the flow on a latent tensor-product grid at Gauss–Legendre couplings.
 
     At each coupling :math:`\alpha_j` the objective is the Kullback–Leibler divergence of the flow from
-    :math:`q^*` with both normalized on the grid,
+    :math:`q^*` on the grid, with a guard against lumps:
 
     .. math:: \sum_k m_k \log\frac{q^*_k}{q_k} + M \max\Big(0, \log\frac{\sum_k W_k q_k}{M}\Big), \qquad m_k = W_k q^*_k,\ M = \sum_k m_k,
 
@@ -130,14 +132,7 @@ class PlaneObjective:
     @staticmethod
     def latent_ranges(problem: MultiProblem, plane_map: PlaneMap) -> list[tuple[float, float]]:
         r"""Per latent coordinate, the range outside which q* leaves less than 1e-9 at both ends of the coupling range (padded by 5%)."""
-        clouds = _latent_mass(problem, plane_map, problem.coupling_range)
-        ranges = []
-        for k in range(2):
-            lo = min(_quantile(c[k], c[2], _TAIL) for c in clouds)
-            hi = max(_quantile(c[k], c[2], 1 - _TAIL) for c in clouds)
-            pad = 0.05 * (hi - lo)
-            ranges.append((lo - pad, hi + pad))
-        return ranges
+        return [(lo - 0.05 * (hi - lo), hi + 0.05 * (hi - lo)) for lo, hi in _latent_spans(problem, plane_map, _TAIL)]
 
     def _grid(self, panels: int, shift: float, dtype: torch.dtype, device: torch.device) -> dict[str, Tensor]:
         (y1, w1), (y2, w2) = (_gauss_legendre(lo, hi, panels, shift) for lo, hi in self.ranges)
@@ -155,10 +150,6 @@ class PlaneObjective:
         tensor = lambda a: torch.as_tensor(a, dtype=dtype, device=device)
         return {"y": tensor(np.stack([g1, g2], -1)), "log_weight": tensor(np.log(weights)), "target": tensor(np.where(np.isfinite(target), target, 0.0)),
                 "mass": tensor(mass), "alpha": tensor(np.array(self.alphas))}
-
-    def grid_mass(self) -> np.ndarray:
-        r""":math:`\sum_k W_k q^*_k` on the training grid at each coupling (1 where the grid resolves q*)."""
-        return self.training["mass"].sum(0).cpu().numpy()
 
     def _divergence(self, grid: dict[str, Tensor]) -> Tensor:
         log_q = self.flow.log_prob_latent(grid["y"], grid["alpha"])
