@@ -151,6 +151,13 @@ class MatchingFunction(ABC):
     def squared_residual(self, p: np.ndarray, log_q: np.ndarray, log_abs: LogAbs) -> np.ndarray:
         r""":math:`|f(q) - f(p)|^2` at :math:`q = e^{\log q}`, with the principal-branch :math:`f(p)` where :math:`p < 0`."""
 
+    def loss_density(self, p: np.ndarray, w: np.ndarray, log_q: np.ndarray, log_abs: LogAbs) -> np.ndarray:
+        r""":math:`w\,|f(q) - f(p)|^2` at :math:`q = e^{\log q}`, given the weight ``w`` at the same points."""
+        with np.errstate(all="ignore"):
+            squared = self.squared_residual(p, log_q, log_abs)
+            # a zero weight, or an infinite one where q = p (a magic kernel), contributes nothing
+            return np.where((squared == 0) | (w == 0), 0.0, w * squared)
+
     def no_negative_multiplier(self, alpha: float, normalization: float) -> str:
         r"""Why ∫q_0 = ``normalization`` < 1 has no minimizer (λ < 0 would be needed; see :attr:`negative_multiplier`)."""
         return f"no minimizer at α = {alpha:g}: ∫q_0 = {normalization:.6g} < 1 needs λ < 0, which f = {self.kind} does not admit"

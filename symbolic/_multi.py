@@ -422,10 +422,7 @@ class MultiMinimizer:
         return self._pointwise(self.matching.deviation, x1, x2, alpha, lam)
 
     def loss_density(self, x1, x2, alpha: float, log_q: np.ndarray) -> np.ndarray:
-        p, w = self.p(x1, x2, alpha), self.weight(x1, x2, alpha)
-        with np.errstate(all="ignore"):
-            squared = self.matching.squared_residual(p, log_q, lambda: self.log_abs_p(x1, x2, alpha))
-            return np.where((squared == 0) | (w == 0), 0.0, w * squared)
+        return self.matching.loss_density(self.p(x1, x2, alpha), self.weight(x1, x2, alpha), log_q, lambda: self.log_abs_p(x1, x2, alpha))
 
     # integrals -------------------------------------------------------------------
     def inner_map(self, x1: float) -> SupportMap | None:

@@ -158,11 +158,7 @@ class ExactMinimizer:
 
     def loss_density(self, x: np.ndarray, alpha: float, log_q: np.ndarray) -> np.ndarray:
         r""":math:`w\,|f(q) - f(p)|^2` from :math:`\log q`, with the principal-branch :math:`f(p)` where :math:`p < 0`."""
-        p, w = self.p(x, alpha), self.weight(x, alpha)
-        with np.errstate(all="ignore"):
-            squared = self.matching.squared_residual(p, log_q, lambda: self.log_abs_p(x, alpha))
-            # a zero weight, or an infinite one where q = p (a magic kernel), contributes nothing
-            return np.where((squared == 0) | (w == 0), 0.0, w * squared)
+        return self.matching.loss_density(self.p(x, alpha), self.weight(x, alpha), log_q, lambda: self.log_abs_p(x, alpha))
 
     # integrals -------------------------------------------------------------------
     def breakpoints(self, alpha: float) -> np.ndarray:
