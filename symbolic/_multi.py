@@ -24,7 +24,6 @@ from functools import cached_property
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
-import scipy.optimize
 import sympy as sp
 
 from ._budget import within
@@ -33,7 +32,7 @@ from ._maps import SupportMap, quadrature_map
 from ._matching import matching_function
 from ._numeric import numeric
 from ._quadrature import support_nodes, support_quadrature
-from ._solve import MatchedOrder, across, measure_order
+from ._solve import MatchedOrder, across, bracket, measure_order
 from ._spec import (LIMITS, Problem, _as_expr, _check_free, _check_shape, _constants, _coupling_range, _matching_function,
                     _NAME, _short, _support, _symbol_for, _training, _variable_names, _weight, make_problem)
 
@@ -541,22 +540,11 @@ class MultiMinimizer:
         return MultiSolution(alpha, lam, normalization, loss_at(lam), self)
 
     def _root(self, x1: np.ndarray, x2: np.ndarray, w: np.ndarray, alpha: float, sign: float, start: float) -> float:
-        r"""|λ| with :math:`\sum_k w_k q_\lambda(x_k) = 1` on fixed nodes, bracketed in :math:`\log|\lambda|`."""
+        r"""|λ| with :math:`\sum_k w_k q_\lambda(x_k) = 1` on fixed nodes (:func:`~renorm.symbolic._solve.bracket` in :math:`\log|\lambda|`)."""
         p, c2 = self.p(x1, x2, alpha), self.C_squared(x1, x2, alpha)
         log_abs = self.log_abs_p(x1, x2, alpha)
-        total = lambda t: min(float(w @ self.matching.q(p, c2, sign * math.exp(t), lambda: log_abs)) - 1.0, 1e6)
-        t = math.log(abs(start))
-        value = total(t)
-        # ∫q_λ - 1 decreases in λ: walk towards the sign change in growing steps
-        direction = sign * (1.0 if value > 0 else -1.0)
-        step, previous = math.log(10.0), t
-        while (total(t) > 0) == (value > 0):
-            previous, t = t, t + direction * step
-            step *= 2.0
-            if abs(t) > 690:
-                raise NotNormalizableError(f"no normalized minimizer at α = {alpha:g}: ∫q_λ cannot reach 1 for any λ with f = {self.matching.kind} and this C")
-        lo, hi = sorted((previous, t))
-        return math.exp(scipy.optimize.brentq(total, lo, hi, xtol=1e-14, rtol=4 * np.finfo(float).eps, maxiter=200))
+        total = lambda t: float(w @ self.matching.q(p, c2, sign * math.exp(t), lambda: log_abs)) - 1.0
+        return bracket(total, abs(start), sign > 0, alpha, self.matching.kind)
 
 
 def multi_matched_order(problem: MultiProblem, steps: int = 10) -> MatchedOrder:

@@ -277,11 +277,11 @@ class ExactMinimizer:
         if math.isfinite(at_zero) and abs(at_zero - 1.0) <= 1e-14:
             lam = 0.0
         elif at_zero > 1.0:
-            lam = self._bracket(lambda t: total(math.exp(t)) - 1.0, guess, decreasing=True, alpha=alpha)
+            lam = bracket(lambda t: total(math.exp(t)) - 1.0, guess, True, alpha, self.matching.kind)
         elif not self.matching.negative_multiplier:
             raise NotNormalizableError(self.matching.no_negative_multiplier(alpha, at_zero))
         else:
-            lam = -self._bracket(lambda t: total(-math.exp(t)) - 1.0, None, decreasing=False, alpha=alpha)
+            lam = -bracket(lambda t: total(-math.exp(t)) - 1.0, None, False, alpha, self.matching.kind)
         normalization = total(lam)
         if not abs(normalization - 1.0) <= 1e-8 and abs(lam) > _DIVERGENT_LAMBDA:
             # ∫q_λ jumps over 1: from divergent straight to nothing, once λ cuts q_λ off everywhere float64 resolves
@@ -296,31 +296,34 @@ class ExactMinimizer:
                 "near the endpoint lies beyond x - a = e^-600 (p ~ 1/(x log²x), for one, holds 1/600 of its integral there)")
         return Solution(alpha, lam, normalization, self.loss(alpha, lam=lam), self)
 
-    def _bracket(self, g: Callable[[float], float], guess: float | None, decreasing: bool, alpha: float) -> float:
-        lo_t, hi_t = _LOG_LAMBDA_RANGE
-        start = min(max(math.log(guess) if guess and guess > 0 else 0.0, lo_t), hi_t)
-        clipped = lambda t: min(g(t), 1e6)
-        value = clipped(start)
-        step = math.log(10.0)
-        # walk from the start towards the sign change in growing steps (1, 2, 4, ... decades)
-        direction = (1.0 if value > 0 else -1.0) * (1.0 if decreasing else -1.0)
-        t, previous = start, start
-        while (value > 0) == ((clipped(t) > 0)):
-            previous, t = t, t + direction * step
-            step *= 2.0
-            if not lo_t <= t <= hi_t:
-                t = min(max(t, lo_t), hi_t)
-                if (clipped(t) > 0) == (value > 0):
-                    kind = self.matching.kind
-                    if decreasing and value > 0:
-                        raise NotNormalizableError(
-                            f"no normalized minimizer at α = {alpha:g}: with f = {kind} and this C, ∫q_λ stays above 1 (or diverges) for every λ up to 1e300, "
-                            "so the loss pushes all probability into the non-integrable singularity of p and q* = 0 at every interior x",
-                            matched_order=None)
-                    raise NotNormalizableError(f"no normalized minimizer at α = {alpha:g}: ∫q_λ cannot reach 1 for any admissible λ with f = {kind} and this C")
-                break
-        a, b = sorted((previous, t))
-        return math.exp(scipy.optimize.brentq(clipped, a, b, xtol=1e-14, rtol=4 * np.finfo(float).eps, maxiter=200))
+
+
+def bracket(g: Callable[[float], float], guess: float | None, decreasing: bool, alpha: float, kind: str) -> float:
+    r"""The root in :math:`t = \log|\lambda|` of ``g`` (``∫q_λ - 1``, decreasing or increasing in ``t``), walked to
+    from ``log guess`` in growing steps within 1e±300 and then found by Brent's method; returns :math:`|\lambda|`."""
+    lo_t, hi_t = _LOG_LAMBDA_RANGE
+    start = min(max(math.log(guess) if guess and guess > 0 else 0.0, lo_t), hi_t)
+    clipped = lambda t: min(g(t), 1e6)
+    value = clipped(start)
+    step = math.log(10.0)
+    # walk from the start towards the sign change in growing steps (1, 2, 4, ... decades)
+    direction = (1.0 if value > 0 else -1.0) * (1.0 if decreasing else -1.0)
+    t, previous = start, start
+    while (value > 0) == ((clipped(t) > 0)):
+        previous, t = t, t + direction * step
+        step *= 2.0
+        if not lo_t <= t <= hi_t:
+            t = min(max(t, lo_t), hi_t)
+            if (clipped(t) > 0) == (value > 0):
+                if decreasing and value > 0:
+                    raise NotNormalizableError(
+                        f"no normalized minimizer at α = {alpha:g}: with f = {kind} and this C, ∫q_λ stays above 1 (or diverges) for every λ up to 1e300, "
+                        "so the loss pushes all probability into the non-integrable singularity of p and q* = 0 at every interior x",
+                        matched_order=None)
+                raise NotNormalizableError(f"no normalized minimizer at α = {alpha:g}: ∫q_λ cannot reach 1 for any admissible λ with f = {kind} and this C")
+            break
+    a, b = sorted((previous, t))
+    return math.exp(scipy.optimize.brentq(clipped, a, b, xtol=1e-14, rtol=4 * np.finfo(float).eps, maxiter=200))
 
 
 def _at_zero(problem: Problem) -> ExactMinimizer | None:
