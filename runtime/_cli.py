@@ -267,9 +267,11 @@ def _train(args: argparse.Namespace) -> None:
     new = run.step - start
     if _two_variables(run):
         from . import _multi_cli
+        from ._plane_train import plane_certificate
 
-        return _multi_cli.train_report(args, run, new)
-    rows = _certificate_rows(run)
+        rows, table = plane_certificate(run), _multi_cli.certificate_table
+    else:
+        rows, table = _certificate_rows(run), _certificate_table
     if args.json:
         _print_json({"out": str(run.directory), "steps": run.step, "new_steps": new, "seconds": run.seconds,
                      "loss": run.final_loss, "couplings": [row.to_json() for row in rows]})
@@ -278,7 +280,7 @@ def _train(args: argparse.Namespace) -> None:
     seconds = f" in {run.seconds:.1f} s" if new else ""
     print(f"trained {problem.name}: {steps}{seconds}, final loss {run.final_loss:.6g}; checkpoint in {run.directory}")
     if rows:
-        _certificate_table(rows)
+        table(rows)
 
 
 def _certificate_rows(run) -> list:

@@ -1,4 +1,4 @@
-r"""The commands ``renorm expand``, ``solve``, ``train``, ``eval`` and ``sample`` for a target in two variables."""
+r"""The commands ``renorm expand``, ``solve``, ``eval`` and the certificate of ``train`` for a target in two variables."""
 
 from __future__ import annotations
 
@@ -131,18 +131,8 @@ def solve(args: argparse.Namespace, problem) -> int:
     return 1 if reasons else 0
 
 
-def train_report(args: argparse.Namespace, run, new: int) -> None:
-    r"""What ``renorm train`` prints for a flow in two variables: its certificate against q*."""
-    from ._plane_train import plane_certificate
-
-    rows = plane_certificate(run)
-    if args.json:
-        _print_json({"out": str(run.directory), "steps": run.step, "new_steps": new, "seconds": run.seconds,
-                    "loss": run.final_loss, "couplings": [row.to_json() for row in rows]})
-        return
-    steps = f"{new} new steps (to step {run.step})" if args.resume else f"{run.step} steps"
-    seconds = f" in {run.seconds:.1f} s" if new else ""
-    print(f"trained {run.problem.name}: {steps}{seconds}, final loss {run.final_loss:.6g}; checkpoint in {run.directory}")
+def certificate_table(rows) -> None:
+    r"""The certificate of a flow in two variables against q*, as ``renorm train`` prints it."""
     print(f"{'alpha':>8} {'TV(q, q*)':>11} {'median |q/q*-1|':>16} {'int q':>10}   (TV and int q on a fine latent grid; the median under q*)")
     for row in rows:
         print(f"{row.alpha:8.4g} {row.total_variation:11.3e} {row.median_relative_error:16.3e} {row.normalization:10.6f}")
