@@ -55,8 +55,8 @@ def _load(path: str, command: str | None = None):
 
     problem = load_spec(path)
     if command is not None and isinstance(problem, MultiProblem):
-        raise RenormError(problem.where("target.x", f"renorm {command} takes a target in one variable; for two variables, expand, solve, "
-                                        "train, eval and sample work"))
+        raise RenormError(problem.where("target.x", f"renorm {command} takes a target in one variable; every other "
+                                        "command works in two"))
     return problem
 
 
@@ -294,17 +294,11 @@ def _certificate_rows(run) -> list:
         return []
 
 
-def _load_run(args: argparse.Namespace, command: str | None = None):
-    r"""The run of ``args.dir``: its problem from the stored TOML copy, or from ``--spec`` if given; a
-    ``command`` that takes one variable refuses a run in two."""
-    from renorm.symbolic import RenormError, one_line
-
+def _load_run(args: argparse.Namespace):
+    r"""The run of ``args.dir``: its problem from the stored TOML copy, or from ``--spec`` if given."""
     from ._train import load_run
 
-    run = load_run(args.dir, _load(args.spec) if args.spec else None)
-    if command is not None and _two_variables(run):
-        raise RenormError(f"{one_line(args.dir)}: renorm {command} of a flow in two variables is not supported yet (train, eval and sample are)")
-    return run
+    return load_run(args.dir, _load(args.spec) if args.spec else None)
 
 
 def _two_variables(run) -> bool:
@@ -382,12 +376,32 @@ def _sample(args: argparse.Namespace) -> None:
 
 
 def _verify_run(run):
+    if _two_variables(run):
+        from . import _multi_cli
+
+        return _multi_cli.verify_run(run)
     from ._verify import verify
 
     return verify(run.problem, run.log_density_distance, couplings=run.couplings, distance=True)
 
 
+def _plot_run(run, out) -> list:
+    if _two_variables(run):
+        from . import _multi_cli
+
+        return _multi_cli.plot_run(run, out)
+    from ._plot import plot_report
+
+    return plot_report(run.problem, run.log_density_distance, out, history=run.history, distance=True)
+
+
 def _print_report(report) -> None:
+    from ._plane_verify import PlaneVerifyReport
+
+    if isinstance(report, PlaneVerifyReport):
+        from . import _multi_cli
+
+        return _multi_cli.print_report(report)
     print(f"verification: {'PASSED' if report.passed else 'FAILED'} (tolerance {report.tolerance:g} on the median relative deviation per order)")
     for order in report.orders:
         if order.extractable:
@@ -409,7 +423,7 @@ def _print_report(report) -> None:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    report = _verify_run(_load_run(args, "verify"))
+    report = _verify_run(_load_run(args))
     if args.json:
         _print_json(report.to_json())
     else:
@@ -418,10 +432,8 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _plot(args: argparse.Namespace) -> None:
-    from ._plot import plot_report
-
-    run = _load_run(args, "plot")
-    paths = plot_report(run.problem, run.log_density_distance, run.directory, history=run.history, distance=True)
+    run = _load_run(args)
+    paths = _plot_run(run, run.directory)
     if args.json:
         _print_json({"plots": [str(p) for p in paths]})
         return
@@ -433,15 +445,17 @@ def _run(args: argparse.Namespace) -> int:
     import time
 
     from renorm.codegen import generate
-    from renorm.symbolic import ExactMinimizer, RenormError, matched_order, one_line, write_atomic
+    from renorm.symbolic import (
+        ExactMinimizer, MultiMinimizer, MultiProblem, RenormError, matched_order, multi_matched_order, one_line, write_atomic,
+    )
 
     from ._checkpoint import run_lock
-    from ._plot import plot_report
     from ._train import CHECKPOINT, _directory, train
     from ._verify import _certificate_alphas
 
     say = (lambda *_: None) if args.json else print
-    problem = _load(args.spec, "run")
+    problem = _load(args.spec)
+    multi = isinstance(problem, MultiProblem)
     out = _directory(args.out)
     with run_lock(out):
         if (out / CHECKPOINT).exists() and not args.force:
@@ -449,8 +463,8 @@ def _run(args: argparse.Namespace) -> int:
         start = time.perf_counter()
         _write(write_atomic, out / "kernels.py", generate(problem))
         say(f"[1/5] kernels: {out / 'kernels.py'}")
-        order = matched_order(problem)
-        solved = _solve_each(ExactMinimizer(problem), _certificate_alphas(problem))
+        order = (multi_matched_order if multi else matched_order)(problem)
+        solved = _solve_each((MultiMinimizer if multi else ExactMinimizer)(problem), _certificate_alphas(problem))
         matched = (f"matches p^N through O(alpha^{order.order}) of {problem.order}" if order.matched is not None
                    else f"matched order {order.describe(problem.order)}")
         found = ", ".join(f"{s.lagrange_multiplier:.6g} (alpha={alpha:g})" for alpha, s, _ in solved if s is not None)
@@ -464,7 +478,7 @@ def _run(args: argparse.Namespace) -> int:
         _write(write_atomic, out / "report.json", _json_text(report.to_json()), kept)
         say(f"[4/5] verification written to {out / 'report.json'}")
         try:
-            paths = plot_report(problem, run.log_density_distance, out, history=run.history, distance=True)
+            paths = _plot_run(run, out)
         except OSError as error:
             raise RenormError(f"cannot write the plots in {one_line(out)}: {error.strerror or error}{kept}") from None
         say(f"[5/5] plots: {', '.join(p.name for p in paths)}")

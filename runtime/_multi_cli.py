@@ -150,3 +150,39 @@ def evaluate(args: argparse.Namespace, run) -> None:
     print(f"{names[0]:>14} {names[1]:>14} {'q(x|alpha=' + format(alpha, 'g') + ')':>22}")
     for (a, b), value in zip(x, q):
         print(f"{a:14.8g} {b:14.8g} {value:22.12g}")
+
+
+def verify_run(run):
+    r"""``renorm verify`` of a trained flow in two variables (:func:`~renorm.runtime._plane_verify.verify_plane` on its own latent plane)."""
+    from ._plane_verify import verify_plane
+
+    return verify_plane(run.problem, run.log_density, flow=run.evaluator)
+
+
+def plot_run(run, out) -> list:
+    r"""``renorm plot`` of a trained flow in two variables."""
+    from ._plane_plot import plot_plane_report
+
+    return plot_plane_report(run.problem, run.log_density, out, history=run.history, flow=run.evaluator)
+
+
+def print_report(report) -> None:
+    r"""A :class:`~renorm.runtime._plane_verify.PlaneVerifyReport` as ``renorm verify`` prints it."""
+    names = ", ".join(report.variables)
+    print(f"verification: {'PASSED' if report.passed else 'FAILED'} (tolerance {report.tolerance:g} on the median relative deviation per order, "
+          f"in ({names}) and in the marginal of {report.variables[0]})")
+    for kind, orders in (("", report.orders), ("marginal ", report.marginal_orders)):
+        for order in orders:
+            target = order.target.replace("^n", f"^{order.n}")
+            if not order.extractable:
+                print(f"  {kind}q^{order.n} vs {target}: not extractable at the couplings trained")
+                continue
+            resolution = f", quadrature {order.resolution:.1e}" if order.resolution is not None else ""
+            print(f"  {kind}q^{order.n} vs {target} (scale {order.scale}): median {order.median_relative_deviation:.3e}, max "
+                  f"{order.max_relative_deviation:.3e}, bias of the fit on q* {order.bias:.3e}{resolution}; {order.points} points, "
+                  f"{order.coverage:.1%} of the bulk, margin {order.margin:+.2f}")
+    print(f"  minimum density on the bulk: {report.minimum_density:.3e}")
+    certificate_table(report.certificate)
+    print("  checks: " + ", ".join(f"{c.name}: {'passed' if c.passed else 'FAILED' if c.ran else 'not run'}" for c in report.checks))
+    for note in report.notes:
+        print(f"  note: {note}")

@@ -427,9 +427,15 @@ def extract_coefficients(
         raise RenormError(f"the fit in α needs degree ≥ N = {order}, got {K}")
     if alphas.size < K + 1:
         raise RenormError(f"a fit of degree {K} in α needs at least {K + 1} couplings, got {alphas.size}")
+    return fit_in_alpha(np.stack([_q(log_density, x, alpha) for alpha in alphas]), alphas, order, K)
+
+
+def fit_in_alpha(values: np.ndarray, alphas: np.ndarray, order: int, degree: int) -> np.ndarray:
+    r"""Rows :math:`n \le` ``order`` of the least-squares fit of ``values`` (shape ``(J, M)``, at the
+    couplings ``alphas``) by a polynomial of ``degree`` in :math:`\alpha/\alpha_{max}`, rescaled to
+    the coefficients of :math:`\alpha^n` (see :func:`extract_coefficients`)."""
     scale = float(alphas.max())
-    values = np.stack([_q(log_density, x, alpha) for alpha in alphas])
-    design = np.vander(alphas / scale, K + 1, increasing=True)
+    design = np.vander(alphas / scale, degree + 1, increasing=True)
     fitted, *_ = np.linalg.lstsq(design, values, rcond=None)
     return fitted[: order + 1] / scale ** np.arange(order + 1)[:, None]
 

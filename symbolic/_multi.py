@@ -578,10 +578,13 @@ def marginal_problem(problem: MultiProblem) -> tuple[Problem | None, str]:
     integral = within(LIMITS.seconds, lambda: sp.integrate(problem.density, (x2, lo, hi)), None)
     if integral is None or integral.has(sp.Integral, sp.oo, -sp.oo, sp.zoo, sp.nan):
         return None, f"the integral of p over {x2} is {'not finite' if integral is not None and not integral.has(sp.Integral) else 'not found in closed form'}"
+    integral = sp.simplify(integral)
+    if problem.coupling not in integral.free_symbols:
+        return None, f"the integral of p over {x2}, {_short(sp.sstr(integral))}, does not depend on {problem.coupling}: there is no expansion in it to match"
     a1, b1 = problem.support[0]
     try:
         marginal = make_problem(
-            name=f"{problem.name}.marginal", density=sp.simplify(integral), x=x1, coupling=problem.coupling,
+            name=f"{problem.name}.marginal", density=integral, x=x1, coupling=problem.coupling,
             support=(a1, b1), singular=problem.singular[0], order=problem.order, f=problem.f, weight=problem.weight,
             coupling_range=problem.coupling_range)
     except RenormError as error:

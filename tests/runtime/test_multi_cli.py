@@ -56,7 +56,6 @@ def test_expand_json(capsys):
     (["solve", PAIR, "--alpha", "0.1", "--x", "0.1"], "takes l1,l2 pairs"),
     (["solve", str(EXAMPLES / "angularity_lo.toml"), "--alpha", "0.1", "--x", "0.1,0.2"], "single numbers for a target in one variable"),
     (["train", PAIR, "--out", "unused", "--alpha-floor", "0.001"], "alpha_floor: the perturbative window is not there in two variables yet"),
-    (["run", PAIR, "--out", "unused"], "renorm run takes a target in one variable"),
     (["magic-c", PAIR, "--q", "1"], "renorm magic-c takes a target in one variable"),
 ])
 def test_what_is_not_supported_is_refused_in_one_line(capsys, tmp_path, args, message):

@@ -1,0 +1,322 @@
+r"""Verification of a density in two variables: its coefficients in α against :math:`p^n` point by
+point across the bulk, the same for its marginal in :math:`x_1`, and its distance to :math:`q^*`.
+
+As in one variable (:func:`~renorm.runtime.verify` over the physical coupling range), the
+coefficients come from a least-squares fit in α at the Chebyshev nodes of the coupling range, and a
+point is checked only where that fit can work: where :math:`q^*`'s own non-perturbative correction is
+small against the :math:`\alpha^n` term at every node, and the same fit applied to :math:`q^*`
+reproduces :math:`p^n`. Every check says on how much of the bulk it ran.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import sympy as sp
+
+from renorm.symbolic import (
+    ExactMinimizer, MultiProblem, RenormError, json_safe, marginal_problem, multi_coefficients, numeric,
+)
+
+from ._plane import PlaneMap, problem_interval
+from ._plane import PlaneFlow
+from ._plane_train import (
+    PlaneCertificate, PlaneLogDensity, _certificate_grid, _latent_mass, _log_values, _quantile, _solutions, density_certificate, latent_rule, latent_window,
+)
+from ._verify import (
+    BULK_QUANTILES, GUARD, NODES, THRESHOLD_PER_TOLERANCE, _MIN_WIDTH, Check, _Coefficients, _certificate_alphas, chebyshev_nodes, fit_in_alpha,
+)
+
+__all__ = ["PlaneOrderDeviation", "PlaneVerifyReport", "verify_plane"]
+
+#: Points per latent coordinate of the bulk grid.
+BULK_SIDE = 41
+#: Points of the marginal's grid in :math:`x_1`.
+MARGINAL_POINTS = 41
+
+
+@dataclass(frozen=True)
+class PlaneOrderDeviation:
+    r"""How well the extracted :math:`q^n` (or its marginal) matches :math:`p^n` where it can be extracted.
+
+    Attributes:
+        n: The order.
+        target: ``"p^n"`` (the density in both variables) or ``"int p^n dx2"`` (its marginal in :math:`x_1`).
+        median_relative_deviation, max_relative_deviation: Of :math:`|q^n - p^n| / s_n` over the checked points.
+        scale: What :math:`s_n` is: :math:`|p^n|`, or where :math:`p^n` vanishes,
+            :math:`\alpha_{max}^{m-n}|p^m|` with :math:`m` the leading order.
+        extractable: Whether the order was compared (on at least 1% of the bulk).
+        points: Checked points.
+        coverage: The fraction of the bulk they stand for, measured in the flow's latent
+            coordinates (the logarithm of the distance to a singular face, or the logit of the
+            position between the region's bounds).
+        bias: Median over the checked points of the same fit's deviation on :math:`q^*`.
+        margin: ``1 - median / tolerance``; negative fails.
+        box: Per variable, the span of the checked points.
+        resolution: For the marginal: the largest relative difference, on the checked points,
+            between the latent rule the flow's marginal is computed with and :math:`q^*`'s
+            adaptive marginal, both applied to :math:`q^*`.
+    """
+
+    n: int
+    target: str
+    median_relative_deviation: float
+    max_relative_deviation: float
+    scale: str
+    extractable: bool
+    points: int = 0
+    coverage: float = 0.0
+    bias: float | None = None
+    margin: float = math.nan
+    box: list[list[float]] | None = None
+    resolution: float | None = None
+
+
+@dataclass(frozen=True)
+class PlaneVerifyReport:
+    r"""The verification of a density in two variables (schema ``verify-2d``).
+
+    Attributes:
+        passed: At least one order of the density was compared with :math:`p^n`, and every check that ran passed.
+        variables: The names of :math:`x_1, x_2`.
+        orders: One :class:`PlaneOrderDeviation` per :math:`n \le N`, in both variables.
+        marginal_orders: The same for the marginal in :math:`x_1` (empty where the marginal target has no closed form).
+        certificate: :class:`~renorm.runtime.PlaneCertificate` at :math:`\alpha_{min}`, the middle coupling and :math:`\alpha_{max}`.
+        minimum_density: Smallest :math:`q` on the bulk grid at those couplings.
+        tolerance, threshold, normalization_tolerance: As in :func:`verify_plane`.
+        checks: Each :class:`~renorm.runtime.Check`, run or not.
+        notes: What could not be checked and why.
+    """
+
+    passed: bool
+    variables: list[str]
+    orders: list[PlaneOrderDeviation]
+    marginal_orders: list[PlaneOrderDeviation]
+    certificate: list[PlaneCertificate]
+    minimum_density: float
+    tolerance: float
+    threshold: float
+    normalization_tolerance: float
+    checks: list[Check] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return json_safe({
+            "passed": self.passed, "variables": self.variables, "tolerance": self.tolerance, "threshold": self.threshold,
+            "normalization_tolerance": self.normalization_tolerance, "orders": [asdict(o) for o in self.orders],
+            "marginal": {"variable": self.variables[0], "orders": [asdict(o) for o in self.marginal_orders]},
+            "couplings": [row.to_json() for row in self.certificate], "minimum_density": self.minimum_density,
+            "checks": [asdict(c) for c in self.checks], "notes": self.notes,
+        })
+
+
+@dataclass(frozen=True)
+class _AtNodes:
+    r"""A density, its target and :math:`q^*` at the fit's couplings on a set of points (arrays ``(J, M)``),
+    the target's coefficients there (``(N + 1, M)``) and the share of the bulk each point stands for."""
+
+    flow: np.ndarray
+    exact: np.ndarray
+    target: np.ndarray
+    terms: np.ndarray
+    vanishing: list[bool]
+    share: np.ndarray
+    points: np.ndarray
+
+
+def _order(at: _AtNodes, n: int, alphas: np.ndarray, degree: int, threshold: float, tolerance: float, name: str) -> tuple[PlaneOrderDeviation, np.ndarray]:
+    r"""Order ``n`` of ``at`` compared with :math:`p^n` where the fit can extract it, and the mask of those points."""
+    vanishing = at.vanishing
+    leading = next((m for m, zero in enumerate(vanishing) if not zero), None)
+    alpha_max = float(alphas.max())
+    scale_name = f"alpha_max^({leading}-n) p^{leading}" if vanishing[n] and leading is not None else "p^n"
+    none = np.zeros(at.share.shape, dtype=bool)
+    if leading is None or (vanishing[n] and n > leading):
+        return PlaneOrderDeviation(n, name, math.nan, math.nan, scale_name, False), none
+    reference = leading if vanishing[n] else n
+    with np.errstate(all="ignore"):
+        scale = np.abs(at.terms[n]) if not vanishing[n] else alpha_max ** (leading - n) * np.abs(at.terms[leading])
+        correction = np.max(np.abs(at.exact - at.target) / (alphas[:, None] ** reference * np.abs(at.terms[reference])), axis=0)
+        flow = np.abs(fit_in_alpha(at.flow, alphas, n, degree)[n] - at.terms[n]) / scale
+        bias = np.abs(fit_in_alpha(at.exact, alphas, n, degree)[n] - at.terms[n]) / scale
+        ok = (at.target > 0).all(0) & (correction <= threshold) & (bias <= GUARD * threshold) & np.isfinite(flow)
+    coverage = float(at.share[ok].sum())
+    if coverage < _MIN_WIDTH:
+        return PlaneOrderDeviation(n, name, math.nan, math.nan, scale_name, False), none
+    median = float(np.median(flow[ok]))
+    box = [[float(at.points[ok, k].min()), float(at.points[ok, k].max())] for k in range(at.points.shape[1])]
+    return PlaneOrderDeviation(n, name, median, float(np.max(flow[ok])), scale_name, True, int(ok.sum()), coverage,
+                               float(np.median(bias[ok])), 1 - median / tolerance, box), ok
+
+
+def _bulk(problem: MultiProblem, plane_map: PlaneMap, alphas: list[float]) -> list[tuple[float, float]]:
+    r"""Per latent coordinate, the union over ``alphas`` of q*'s 1%–99% quantile ranges."""
+    clouds = _latent_mass(problem, plane_map, tuple(alphas))
+    lo, hi = BULK_QUANTILES
+    return [(min(_quantile(c[k], c[2], lo) for c in clouds), max(_quantile(c[k], c[2], hi) for c in clouds)) for k in range(2)]
+
+
+def _pointwise(problem: MultiProblem, log_density: PlaneLogDensity, plane_map: PlaneMap, spans, alphas: np.ndarray) -> _AtNodes:
+    r"""The density, p, q* and the :math:`p^n` on a uniform latent grid over the bulk."""
+    y1, y2 = (a.ravel() for a in np.meshgrid(*(np.linspace(lo, hi, BULK_SIDE) for lo, hi in spans), indexing="ij"))
+    x1, x2, _ = plane_map.from_latent(y1, y2)
+    keep = problem.contains(x1, x2)
+    x1, x2 = x1[keep], x2[keep]
+    points = np.stack([x1, x2], -1)
+    solutions = _solutions(problem, tuple(float(a) for a in alphas))
+    minimizer = solutions[0].minimizer
+    terms = multi_coefficients(problem)
+    with np.errstate(all="ignore"):
+        values = np.stack([np.broadcast_to(numeric(term, problem.variables)(x1, x2), x1.shape) for term in terms]).astype(float)
+        target = np.stack([minimizer.p(x1, x2, a) for a in alphas])
+    return _AtNodes(np.exp(np.stack([_log_values(log_density, points, a) for a in alphas])), np.stack([s.q(x1, x2) for s in solutions]),
+                    target, values, [bool(sp.simplify(term) == 0) for term in terms], np.full(x1.shape, 1.0 / x1.size), points)
+
+
+def _marginal(problem: MultiProblem, log_density: PlaneLogDensity, plane_map: PlaneMap, flow: PlaneFlow | None, span: tuple[float, float],
+              alphas: np.ndarray) -> tuple[_AtNodes | None, float | None, str]:
+    r"""The marginals in :math:`x_1` of the density (by a Gauss–Legendre rule in the inner latent
+    coordinate), of p and of q* (by adaptive quadrature), on a grid over the bulk in :math:`y_1`;
+    with the largest relative difference of the two rules on q*. ``None`` and why where the
+    marginal target has no closed form."""
+    reduced, why = marginal_problem(problem)
+    if reduced is None:
+        return None, None, why
+    coefficients = _Coefficients.of(reduced)
+    x1 = plane_map.first.from_latent(np.linspace(*span, MARGINAL_POINTS))
+    rule = marginal_rule(problem, plane_map, x1, flow)
+    solutions = _solutions(problem, tuple(float(a) for a in alphas))
+    exact = np.stack([s.marginal(0, x1) for s in solutions])
+    with np.errstate(all="ignore"):
+        resolution = np.abs(rule(lambda x, a: np.log(solutions[0].q(x[:, 0], x[:, 1])), alphas[0]) / exact[0] - 1)
+        target = np.stack([ExactMinimizer(reduced).p(x1, a) for a in alphas])
+    flow = np.stack([rule(log_density, a) for a in alphas])
+    terms = np.stack([coefficients(n, x1) for n in range(problem.order + 1)])
+    at = _AtNodes(flow, exact, target, terms, list(coefficients.vanishing), np.full(x1.shape, 1.0 / x1.size), x1[:, None])
+    return at, resolution, ""
+
+
+def marginal_rule(problem: MultiProblem, plane_map: PlaneMap, x1: np.ndarray, flow: PlaneFlow | None = None):
+    r"""``rule(log_density, alpha)``: the marginal density in :math:`x_1` at the points ``x1`` of a
+    density in two variables, by Gauss–Legendre quadrature (:func:`latent_rule`) in the inner
+    latent coordinate of ``plane_map`` over its :func:`latent_window` (for ``flow``)."""
+    y1 = plane_map.first.to_latent(x1)
+    t, w = latent_rule(*latent_window(problem, plane_map, flow)[1])
+    g1, g2 = (a.ravel() for a in np.meshgrid(y1, t, indexing="ij"))
+    with np.errstate(all="ignore"):  # where the bounds round together there is no point
+        n1, n2, log_jacobian = plane_map.from_latent(g1, g2)
+        inner = np.where(problem.contains(n1, n2) & np.isfinite(log_jacobian), log_jacobian - plane_map.first.log_jacobian(g1), -np.inf)
+    points = np.stack([n1, n2], -1)
+
+    def rule(log_density: PlaneLogDensity, alpha: float) -> np.ndarray:
+        with np.errstate(all="ignore"):
+            return (np.exp(np.minimum(_log_values(log_density, points, alpha) + inner, 700.0)).reshape(y1.size, t.size) * w).sum(1)
+
+    return rule
+
+
+def verify_plane(problem: MultiProblem, log_density: PlaneLogDensity, *, tolerance: float = 0.02, threshold: float | None = None,
+                 normalization_tolerance: float = 1e-3, nodes: int = NODES, flow: PlaneFlow | None = None) -> PlaneVerifyReport:
+    r"""Checks a density in two variables order by order against :math:`p^n`, in its marginal, and against :math:`q^*`.
+
+    The bulk is the box, in the latent coordinates of ``plane_map`` (default: the problem's
+    :class:`~renorm.runtime.PlaneMap`), spanned per coordinate by the union of :math:`q^*`'s
+    1%–99% quantiles at :math:`\alpha_{min}`, the middle coupling and :math:`\alpha_{max}`; it is
+    sampled by a uniform 41 × 41 grid. At every point the density is fitted in α at the ``nodes``
+    (12) Chebyshev nodes of the coupling range with a polynomial of degree :math:`N + 2`
+    (:func:`~renorm.runtime.extract_coefficients`' fit), and so are :math:`q^*`. Order :math:`n`
+    is checked at the points where, at every node, :math:`p > 0` and
+    :math:`|q^* - p| \le` ``threshold`` :math:`\alpha^n |p^n|`, and where the fit of :math:`q^*`
+    reproduces :math:`p^n` to ``GUARD * threshold``; its deviation is
+    :math:`|q^n - p^n| / |p^n|` (or, for an order whose :math:`p^n` vanishes, against the leading
+    term). The marginal in :math:`x_1` is checked the same way against the coefficients of
+    :math:`\int p\, dx_2` (:func:`~renorm.symbolic.marginal_problem`) on 41 points over the bulk in
+    :math:`y_1`.
+
+    ``passed`` requires at least one order of the density compared on at least 1% of the bulk,
+    median deviation :math:`\le` ``tolerance`` for every compared order and marginal order,
+    :math:`|\iint q - 1| \le` ``normalization_tolerance`` and :math:`q > 0` on the bulk at the three
+    couplings, a finite certificate, and, for each order that cannot be extracted, median
+    :math:`|q/q^* - 1| \le` ``tolerance`` at the three couplings (the substitute check, which does
+    not compare it with :math:`p^n`; a note says so).
+
+    Arguments:
+        problem: The problem in two variables.
+        log_density: :math:`\log q(x_1, x_2|\alpha)` at pairs of shape ``(n, 2)``.
+        tolerance: Largest median relative deviation per order.
+        threshold: Largest relative correction of :math:`q^*` at a checked point; default ``2.5 * tolerance``.
+        normalization_tolerance: Largest :math:`|\iint q - 1|`.
+        nodes: Chebyshev couplings of the fit in α.
+        flow: A trained run's flow (:attr:`~renorm.runtime.Run.evaluator`): its latent plane and
+            standardization set the certificate's grid and the marginal's rule (default: the problem's
+            :class:`~renorm.runtime.PlaneMap` and the standardization a new flow would get).
+
+    Raises:
+        NotNormalizableError: Where :math:`q^*` does not exist at one of the couplings.
+    """
+    threshold = THRESHOLD_PER_TOLERANCE * tolerance if threshold is None else float(threshold)
+    plane_map = flow.plane_map if flow is not None else PlaneMap.for_problem(problem, problem_interval(problem))
+    checks_alphas = _certificate_alphas(problem)
+    degree = problem.order + 2
+    if nodes < degree + 1:
+        raise RenormError(f"a fit of degree {degree} in α needs at least {degree + 1} couplings, got {nodes}")
+    alphas = chebyshev_nodes(problem, nodes)
+    rows = density_certificate(problem, log_density, tuple(checks_alphas), _certificate_grid(problem, plane_map, flow), plane_map)
+    spans = _bulk(problem, plane_map, checks_alphas)
+    at = _pointwise(problem, log_density, plane_map, spans, alphas)
+    orders = [_order(at, n, alphas, degree, threshold, tolerance, "p^n")[0] for n in range(problem.order + 1)]
+    notes = []
+    marginal, resolution, why = _marginal(problem, log_density, plane_map, flow, spans[0], alphas)
+    marginal_orders = []
+    if marginal is None:
+        notes.append(f"the marginal in {problem.variables[0]} is not checked: {why}")
+    else:
+        for n in range(problem.order + 1):
+            order, ok = _order(marginal, n, alphas, degree, threshold, tolerance, f"int p^n d{problem.variables[1]}")
+            worst = float(resolution[ok].max()) if ok.any() else None
+            marginal_orders.append(PlaneOrderDeviation(**{**asdict(order), "resolution": worst}))
+    if problem.region:
+        notes.append(f"the marginal in {problem.variables[1]} of a region cut by bounds on it is not checked")
+
+    checks = [_order_check(o, tolerance, problem) for o in orders]
+    checks += [_order_check(o, tolerance, problem, "marginal ") for o in marginal_orders]
+    minimum = float(min(np.exp(_log_values(log_density, at.points, a)).min() for a in checks_alphas))
+    checks += [
+        Check("normalization", True, all(abs(r.normalization - 1) <= normalization_tolerance for r in rows),
+              "int q = " + ", ".join(f"{r.normalization:.6f}" for r in rows) + f" (tolerance {normalization_tolerance:g}; "
+              f"the grid resolves q* to {max(abs(r.resolution) for r in rows):.1e})"),
+        Check("positivity", True, bool(minimum > 0), f"minimum density on the bulk grid {minimum:.3e}"),
+        Check("certificate finite", True, all(math.isfinite(v) for r in rows for v in (r.total_variation, r.median_relative_error, r.normalization)),
+              "TV, median relative error and normalization against q* at every coupling"),
+    ]
+    missing = [o.n for o in orders if not o.extractable]
+    if missing:
+        lo, hi = problem.coupling_range
+        worst = max(r.median_relative_error for r in rows)
+        names = ", ".join(map(str, missing))
+        checks.append(Check(f"distance to q* for order(s) {names}", True, worst <= tolerance,
+                            f"largest median |q/q* - 1| {worst:.3e} (tolerance {tolerance:g})"))
+        notes.append(f"order(s) {names} not extractable in α ∈ [{lo:g}, {hi:g}]: the exact minimizer's non-perturbative correction "
+                     f"exceeds {threshold:g} of the α^n term, or the fit on q* misses p^n, on all but {_MIN_WIDTH:.0%} of the bulk; "
+                     "the distance to q* is checked in their place, but it does not compare them with p^n")
+    compared = [o for o in orders if o.extractable]
+    if not compared:
+        notes.append("no order of the density was compared with p^n: nothing perturbative was verified, so verification fails")
+    passed = bool(compared) and all(c.passed for c in checks if c.ran)
+    return PlaneVerifyReport(passed, [v.name for v in problem.variables], orders, marginal_orders, rows, minimum, float(tolerance),
+                             threshold, float(normalization_tolerance), checks, notes)
+
+
+def _order_check(order: PlaneOrderDeviation, tolerance: float, problem: MultiProblem, kind: str = "") -> Check:
+    name = f"{kind}q^{order.n} vs {order.target.replace('^n', f'^{order.n}')}"
+    if not order.extractable:
+        return Check(name, False, False, "not run: not extractable over the coupling range")
+    boxes = " x ".join(f"{v.name} in [{lo:.4g}, {hi:.4g}]" for v, (lo, hi) in zip(problem.variables, order.box))
+    finite = math.isfinite(order.median_relative_deviation) and math.isfinite(order.max_relative_deviation)
+    return Check(name, True, finite and order.median_relative_deviation <= tolerance,
+                 f"median {order.median_relative_deviation:.3e} (tolerance {tolerance:g}), max {order.max_relative_deviation:.3e}, "
+                 f"on {order.coverage:.1%} of the bulk within {boxes}; margin {order.margin:+.2f}")
+
