@@ -134,7 +134,7 @@ def _order(at: _AtNodes, n: int, alphas: np.ndarray, degree: int, threshold: flo
     alpha_max = float(alphas.max())
     scale_name = f"alpha_max^({leading}-n) p^{leading}" if vanishing[n] and leading is not None else "p^n"
     none = np.zeros(at.share.shape, dtype=bool)
-    if leading is None or (vanishing[n] and n > leading):
+    if leading is None:
         return PlaneOrderDeviation(n, name, math.nan, math.nan, scale_name, False), none
     reference = leading if vanishing[n] else n
     with np.errstate(all="ignore"):
