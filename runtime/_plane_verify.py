@@ -21,13 +21,12 @@ from renorm.symbolic import (
     ExactMinimizer, MultiProblem, RenormError, json_safe, marginal_problem, multi_coefficients, numeric,
 )
 
-from ._plane import PlaneMap, problem_interval
-from ._plane import PlaneFlow
+from ._plane import PlaneFlow, PlaneMap, problem_interval
 from ._plane_train import (
     PlaneCertificate, PlaneLogDensity, _certificate_grid, _latent_mass, _log_values, _quantile, _solutions, density_certificate, latent_rule, latent_window,
 )
 from ._verify import (
-    BULK_QUANTILES, GUARD, NODES, THRESHOLD_PER_TOLERANCE, _MIN_WIDTH, Check, _Coefficients, _certificate_alphas, chebyshev_nodes, fit_in_alpha,
+    BULK_QUANTILES, GUARD, NODES, THRESHOLD_PER_TOLERANCE, _MIN_WIDTH, Check, _Coefficients, _certificate_alphas, chebyshev_nodes, fit_in_alpha, substitute_check,
 )
 
 __all__ = ["PlaneOrderDeviation", "PlaneVerifyReport", "verify_plane"]
@@ -192,7 +191,8 @@ def _marginal(problem: MultiProblem, log_density: PlaneLogDensity, plane_map: Pl
     exact = np.stack([s.marginal(0, x1) for s in solutions])
     with np.errstate(all="ignore"):
         resolution = np.abs(rule(lambda x, a: np.log(solutions[0].q(x[:, 0], x[:, 1])), alphas[0]) / exact[0] - 1)
-        target = np.stack([ExactMinimizer(reduced).p(x1, a) for a in alphas])
+        reduced_minimizer = ExactMinimizer(reduced)
+        target = np.stack([reduced_minimizer.p(x1, a) for a in alphas])
     flow = np.stack([rule(log_density, a) for a in alphas])
     terms = np.stack([coefficients(n, x1) for n in range(problem.order + 1)])
     at = _AtNodes(flow, exact, target, terms, list(coefficients.vanishing), np.full(x1.shape, 1.0 / x1.size), x1[:, None])
@@ -294,14 +294,11 @@ def verify_plane(problem: MultiProblem, log_density: PlaneLogDensity, *, toleran
     ]
     missing = [o.n for o in orders if not o.extractable]
     if missing:
-        lo, hi = problem.coupling_range
-        worst = max(r.median_relative_error for r in rows)
-        names = ", ".join(map(str, missing))
-        checks.append(Check(f"distance to q* for order(s) {names}", True, worst <= tolerance,
-                            f"largest median |q/q* - 1| {worst:.3e} (tolerance {tolerance:g})"))
-        notes.append(f"order(s) {names} not extractable in α ∈ [{lo:g}, {hi:g}]: the exact minimizer's non-perturbative correction "
-                     f"exceeds {threshold:g} of the α^n term, or the fit on q* misses p^n, on all but {_MIN_WIDTH:.0%} of the bulk; "
-                     "the distance to q* is checked in their place, but it does not compare them with p^n")
+        check, note = substitute_check(missing, rows, tolerance, problem.coupling_range,
+                                       f"the exact minimizer's non-perturbative correction exceeds {threshold:g} of the α^n term, "
+                                       f"or the fit on q* misses p^n, on all but {_MIN_WIDTH:.0%} of the bulk")
+        checks.append(check)
+        notes.append(note)
     compared = [o for o in orders if o.extractable]
     if not compared:
         notes.append("no order of the density was compared with p^n: nothing perturbative was verified, so verification fails")
