@@ -11,15 +11,15 @@ from matplotlib.colors import LogNorm, TwoSlopeNorm
 from renorm.symbolic import ExactMinimizer, MultiProblem, NotNormalizableError, marginal_problem
 
 from ._plane import PlaneFlow, PlaneMap, problem_interval
-from ._plane_train import PlaneLogDensity, _log_values, _quantile, _solutions
+from ._plane_train import PlaneLogDensity, _log_values, _solutions, _spans
 from ._plane_verify import marginal_rule
 from ._plot import _COLORS, _figure, _save, _training
 from ._verify import _certificate_alphas
 
 __all__ = ["plot_plane_report"]
 
-#: Quantiles of q*'s latent marginals that bound the plotted box (wider than the verification's bulk).
-_PLOT_QUANTILES = (1e-4, 1 - 1e-4)
+#: The plotted box leaves out less than this of q* on each side, per variable (wider than the verification's bulk).
+_TAIL = 1e-4
 #: Points per axis of the heat maps.
 _SIDE = 161
 
@@ -29,18 +29,10 @@ def _logarithmic(problem: MultiProblem, k: int) -> bool:
     return problem.singular[k] == "lower" and problem.support_floats[k][0] == 0.0
 
 
-def _axes_range(problem: MultiProblem, plane_map: PlaneMap, alphas: Sequence[float]) -> list[tuple[float, float]]:
+def _axes_range(problem: MultiProblem, alphas: Sequence[float]) -> list[tuple[float, float]]:
     r"""Per variable, the span of q*'s 1e-4 … 1 - 1e-4 quantiles at ``alphas`` (in :math:`x_k`, from its nested-quadrature nodes)."""
-    spans = []
-    for k in range(2):
-        lows, highs = [], []
-        for solution in _solutions(problem, tuple(alphas)):
-            x1, x2, w = solution.nodes
-            values, mass = (x1, x2)[k], w * solution.q(x1, x2)
-            lows.append(_quantile(values, mass, _PLOT_QUANTILES[0]))
-            highs.append(_quantile(values, mass, _PLOT_QUANTILES[1]))
-        spans.append((min(lows), max(highs)))
-    return spans
+    clouds = [(s.nodes[0], s.nodes[1], s.nodes[2] * s.q(*s.nodes[:2])) for s in _solutions(problem, tuple(alphas))]
+    return _spans(clouds, _TAIL)
 
 
 def _axis_points(problem: MultiProblem, k: int, span: tuple[float, float], count: int) -> np.ndarray:
@@ -48,9 +40,9 @@ def _axis_points(problem: MultiProblem, k: int, span: tuple[float, float], count
     return np.geomspace(lo, hi, count) if _logarithmic(problem, k) and lo > 0 else np.linspace(lo, hi, count)
 
 
-def _heat_maps(problem: MultiProblem, log_density: PlaneLogDensity, plane_map: PlaneMap, alphas: Sequence[float], path: Path) -> Path:
+def _heat_maps(problem: MultiProblem, log_density: PlaneLogDensity, alphas: Sequence[float], path: Path) -> Path:
     r"""Rows p, q, q*, q/q*; one column per coupling; masked outside the region."""
-    spans = _axes_range(problem, plane_map, alphas)
+    spans = _axes_range(problem, alphas)
     a1, a2 = (_axis_points(problem, k, spans[k], _SIDE) for k in range(2))
     g1, g2 = np.meshgrid(a1, a2, indexing="ij")
     x1, x2 = g1.ravel(), g2.ravel()
@@ -87,7 +79,7 @@ def _heat_maps(problem: MultiProblem, log_density: PlaneLogDensity, plane_map: P
 def _marginals(problem: MultiProblem, log_density: PlaneLogDensity, plane_map: PlaneMap, flow: PlaneFlow | None, alphas: Sequence[float],
                path: Path) -> Path:
     r"""The marginal in :math:`x_1` of the flow and of q*, the 1D q* of the marginal target, and :math:`\int p\, dx_2`, with q/q* below."""
-    span = _axes_range(problem, plane_map, alphas)[0]
+    span = _axes_range(problem, alphas)[0]
     x1 = _axis_points(problem, 0, span, 81)
     rule = marginal_rule(problem, plane_map, x1, flow)
     reduced, why = marginal_problem(problem)
@@ -152,7 +144,7 @@ def plot_plane_report(problem: MultiProblem, log_density: PlaneLogDensity, out_d
     out.mkdir(parents=True, exist_ok=True)
     plane_map = flow.plane_map if flow is not None else PlaneMap.for_problem(problem, problem_interval(problem))
     alphas = [float(a) for a in (_certificate_alphas(problem) if alphas is None else alphas)]
-    paths = [_heat_maps(problem, log_density, plane_map, alphas, out / "densities.png"),
+    paths = [_heat_maps(problem, log_density, alphas, out / "densities.png"),
              _marginals(problem, log_density, plane_map, flow, alphas, out / "marginals.png")]
     if history:
         paths.append(_training(problem, history, out / "training.png"))

@@ -83,10 +83,16 @@ def _quantile(values: np.ndarray, mass: np.ndarray, q: float) -> float:
     return float(values[order][min(np.searchsorted(cumulative, q * cumulative[-1]), values.size - 1)])
 
 
-def _latent_spans(problem: MultiProblem, plane_map: PlaneMap, tail: float) -> list[tuple[float, float]]:
-    r"""Per latent coordinate, the interval outside which q* leaves less than ``tail`` on each side, at both ends of the coupling range."""
-    clouds = _latent_mass(problem, plane_map, problem.coupling_range)
+def _spans(clouds: list[tuple[np.ndarray, np.ndarray, np.ndarray]], tail: float) -> list[tuple[float, float]]:
+    r"""Per coordinate of ``clouds`` (coordinates and masses, one cloud per coupling), the interval outside
+    which less than ``tail`` of the mass lies on each side, at every coupling."""
     return [(min(_quantile(c[k], c[2], tail) for c in clouds), max(_quantile(c[k], c[2], 1 - tail) for c in clouds)) for k in range(2)]
+
+
+def _latent_spans(problem: MultiProblem, plane_map: PlaneMap, tail: float, alphas: tuple[float, ...] | None = None) -> list[tuple[float, float]]:
+    r"""Per latent coordinate, the interval outside which q* leaves less than ``tail`` on each side, at
+    each coupling of ``alphas`` (default: both ends of the coupling range)."""
+    return _spans(_latent_mass(problem, plane_map, problem.coupling_range if alphas is None else tuple(alphas)), tail)
 
 
 def build_plane_flow(problem: MultiProblem, config: TrainConfig) -> PlaneFlow:

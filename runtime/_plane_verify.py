@@ -23,7 +23,7 @@ from renorm.symbolic import (
 
 from ._plane import PlaneFlow, PlaneMap, problem_interval
 from ._plane_train import (
-    PlaneCertificate, PlaneLogDensity, _certificate_grid, _latent_mass, _log_values, _quantile, _solutions, density_certificate, latent_rule, latent_window,
+    PlaneCertificate, PlaneLogDensity, _certificate_grid, _latent_spans, _log_values, _solutions, density_certificate, latent_rule, latent_window,
 )
 from ._verify import (
     BULK_QUANTILES, GUARD, NODES, THRESHOLD_PER_TOLERANCE, _MIN_WIDTH, Check, _Coefficients, _certificate_alphas, chebyshev_nodes, fit_in_alpha, substitute_check,
@@ -151,13 +151,6 @@ def _order(at: _AtNodes, n: int, alphas: np.ndarray, degree: int, threshold: flo
                                float(np.median(bias[ok])), 1 - median / tolerance, box), ok
 
 
-def _bulk(problem: MultiProblem, plane_map: PlaneMap, alphas: list[float]) -> list[tuple[float, float]]:
-    r"""Per latent coordinate, the union over ``alphas`` of q*'s 1%–99% quantile ranges."""
-    clouds = _latent_mass(problem, plane_map, tuple(alphas))
-    lo, hi = BULK_QUANTILES
-    return [(min(_quantile(c[k], c[2], lo) for c in clouds), max(_quantile(c[k], c[2], hi) for c in clouds)) for k in range(2)]
-
-
 def _pointwise(problem: MultiProblem, log_density: PlaneLogDensity, plane_map: PlaneMap, spans, alphas: np.ndarray) -> _AtNodes:
     r"""The density, p, q* and the :math:`p^n` on a uniform latent grid over the bulk."""
     y1, y2 = (a.ravel() for a in np.meshgrid(*(np.linspace(lo, hi, BULK_SIDE) for lo, hi in spans), indexing="ij"))
@@ -265,7 +258,7 @@ def verify_plane(problem: MultiProblem, log_density: PlaneLogDensity, *, toleran
         raise RenormError(f"a fit of degree {degree} in α needs at least {degree + 1} couplings, got {nodes}")
     alphas = chebyshev_nodes(problem, nodes)
     rows = density_certificate(problem, log_density, tuple(checks_alphas), _certificate_grid(problem, plane_map, flow), plane_map)
-    spans = _bulk(problem, plane_map, checks_alphas)
+    spans = _latent_spans(problem, plane_map, BULK_QUANTILES[0], checks_alphas)  # the union of q*'s 1%–99% quantile ranges
     at = _pointwise(problem, log_density, plane_map, spans, alphas)
     orders = [_order(at, n, alphas, degree, threshold, tolerance, "p^n")[0] for n in range(problem.order + 1)]
     notes = []
