@@ -254,9 +254,10 @@ def _certificate_table(rows) -> None:
 
 
 def _train(args: argparse.Namespace) -> None:
+    problem = _load(args.spec)  # a bad spec is refused before torch is imported
+
     from ._train import stored_run, train
 
-    problem = _load(args.spec)
     if args.resume and args.force:
         from renorm.symbolic import RenormError
 
@@ -296,9 +297,13 @@ def _certificate_rows(run) -> list:
 
 def _load_run(args: argparse.Namespace):
     r"""The run of ``args.dir``: its problem from the stored TOML copy, or from ``--spec`` if given."""
+    from ._rundir import run_problem
+
+    problem = run_problem(args.dir, _load(args.spec) if args.spec else None)  # refused before torch is imported
+
     from ._train import load_run
 
-    return load_run(args.dir, _load(args.spec) if args.spec else None)
+    return load_run(args.dir, problem)
 
 
 def _two_variables(run) -> bool:
@@ -449,12 +454,14 @@ def _run(args: argparse.Namespace) -> int:
         ExactMinimizer, MultiMinimizer, MultiProblem, RenormError, matched_order, multi_matched_order, one_line, write_atomic,
     )
 
+    problem = _load(args.spec)  # a bad spec is refused before torch is imported
+
     from ._checkpoint import run_lock
-    from ._train import CHECKPOINT, _directory, train
+    from ._rundir import CHECKPOINT
+    from ._train import _directory, train
     from ._verify import _certificate_alphas
 
     say = (lambda *_: None) if args.json else print
-    problem = _load(args.spec)
     multi = isinstance(problem, MultiProblem)
     out = _directory(args.out)
     with run_lock(out):

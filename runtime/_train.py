@@ -20,17 +20,16 @@ from torch import Tensor
 
 from renorm.symbolic import (
     MAPS, ExactMinimizer, Frame, MultiProblem, NotNormalizableError, Problem, RenormError, SupportMap, default_map, distance_frame, event_sample,
-    expand, load_spec, numeric, one_line, solve, to_toml, write_atomic,
+    expand, numeric, one_line, solve, to_toml, write_atomic,
 )
 
 from ._checkpoint import FORMAT, Interrupted, clean_orphans, deferred_signals, read_checkpoint, run_lock, save_checkpoint, saving
 from ._config import TrainConfig, TrainingStatus
 from ._flow import ConditionalFlow
 from ._maps import TORCH, training_range
+from ._rundir import CHECKPOINT, SPEC_COPY, run_problem
 
 __all__ = ["train", "load_run", "Run"]
-
-CHECKPOINT = "checkpoint.pt"
 
 
 
@@ -494,9 +493,6 @@ class Run:
         generator = torch.Generator(device=parameter.device).manual_seed(seed)
         return self.frame.x(self.flow.sample(alpha, n, generator).double().cpu().numpy())
 
-
-#: The run directory's copy of the problem: always a TOML spec, which is data.
-SPEC_COPY = "spec.toml"
 
 
 def _check_events_mode(problem: Problem) -> None:
@@ -1061,17 +1057,7 @@ def load_run(directory: str | Path, problem: Problem | None = None, device: str 
         device: Where to put the flow.
     """
     directory = Path(directory)
-    if not directory.is_dir():
-        raise RenormError(f"{one_line(directory)}: no such run directory")
-    if problem is None:
-        # a run directory is data: its spec copy is read as TOML whatever it contains, and
-        # nothing else in it is ever loaded as a spec
-        copy = directory / SPEC_COPY
-        if not copy.is_file():
-            raise RenormError(
-                f"{one_line(directory)}: no {SPEC_COPY} in the run directory (a run from a Python spec that TOML cannot express "
-                "keeps none): pass the spec with --spec FILE")
-        problem = load_spec(copy, python=False)
+    problem = run_problem(directory, problem)
     state, config = _read_checkpoint(directory / CHECKPOINT, problem)
     dtype = torch.float64 if config.dtype == "float64" else torch.float32
     if isinstance(problem, MultiProblem):

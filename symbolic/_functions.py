@@ -9,7 +9,6 @@ from types import MappingProxyType
 from typing import Any, Callable, Mapping
 
 import numpy as np
-import scipy.special as scipy_special
 import sympy as sp
 
 from ._errors import RenormError, SpecError
@@ -94,16 +93,28 @@ class SpecialFunction:
 
 
 # NumPy evaluators of what NumPy lacks ---------------------------------------------------
+def _scipy(name: str) -> Callable[..., Any]:
+    r"""``scipy.special.<name>``, imported at the first call: the import takes 0.2 s, a quarter
+    of the command line's start, and most commands (or refusals) never evaluate a special function."""
+    def evaluate(*arguments: Any) -> Any:
+        import scipy.special
+
+        return getattr(scipy.special, name)(*arguments)
+
+    evaluate.__name__ = name
+    return evaluate
+
+
 def lambertw(z: np.ndarray) -> np.ndarray:
     r"""Principal-branch Lambert W for real :math:`z \ge -1/e` (NaN below)."""
     z = np.asarray(z, dtype=float)
     with np.errstate(all="ignore"):
-        return np.where(z >= -np.exp(-1.0), scipy_special.lambertw(z).real, np.nan)
+        return np.where(z >= -np.exp(-1.0), _scipy("lambertw")(z).real, np.nan)
 
 
 def _dilog(x: np.ndarray) -> np.ndarray:
     # scipy's spence(z) is Li2(1 - z)
-    return scipy_special.spence(1.0 - np.asarray(x, dtype=float))
+    return _scipy("spence")(1.0 - np.asarray(x, dtype=float))
 
 
 def _polylog(s: Any, x: np.ndarray) -> np.ndarray:
@@ -180,11 +191,11 @@ _BUILT_IN = (
     SpecialFunction("atanh", sp.atanh, torch="torch.atanh", complex=True),
     SpecialFunction("Abs", sp.Abs, torch="torch.abs", complex=True, aliases=("abs",)),
     SpecialFunction("sign", sp.sign, torch="torch.sign"),
-    SpecialFunction("gamma", sp.gamma, numpy=scipy_special.gamma, torch="special.gamma", exact=True),
+    SpecialFunction("gamma", sp.gamma, numpy=_scipy("gamma"), torch="special.gamma", exact=True),
     # torch's lgamma is log|Γ|; SymPy's loggamma is complex for negative arguments
-    SpecialFunction("loggamma", sp.loggamma, numpy=scipy_special.gammaln, torch="torch.lgamma", exact=True),
-    SpecialFunction("erf", sp.erf, numpy=scipy_special.erf, torch="torch.special.erf"),
-    SpecialFunction("erfc", sp.erfc, numpy=scipy_special.erfc, torch="torch.special.erfc"),
+    SpecialFunction("loggamma", sp.loggamma, numpy=_scipy("gammaln"), torch="torch.lgamma", exact=True),
+    SpecialFunction("erf", sp.erf, numpy=_scipy("erf"), torch="torch.special.erf"),
+    SpecialFunction("erfc", sp.erfc, numpy=_scipy("erfc"), torch="torch.special.erfc"),
     SpecialFunction("log", sp.log, arity=(1, 2), torch="torch.log", complex=True, aliases=("ln",)),
     SpecialFunction("root", sp.root, arity=(2,)),
     SpecialFunction("atan2", sp.atan2, arity=(2,), torch="torch.atan2"),
@@ -196,7 +207,7 @@ _BUILT_IN = (
                     check=_lambertw_check, torch_arguments=_lambertw_torch),
     SpecialFunction("polylog", sp.polylog, arity=(2,), numpy=_polylog, torch="special.dilog", exact=True,
                     check=_polylog_check, build=_polylog_build, torch_arguments=_polylog_torch),
-    SpecialFunction("zeta", sp.zeta, numpy=scipy_special.zeta, exact=True, check=_zeta_check),
+    SpecialFunction("zeta", sp.zeta, numpy=_scipy("zeta"), exact=True, check=_zeta_check),
 )
 
 _TABLE: dict[str, SpecialFunction] = {name: record for record in _BUILT_IN for name in record.names}

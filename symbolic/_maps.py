@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Any, Callable, ClassVar
 
 import numpy as np
-from scipy import special
 
 __all__ = ["ArrayOps", "NUMPY", "SupportMap", "MAPS", "register_map", "default_map", "quadrature_map"]
 
@@ -36,8 +35,14 @@ class ArrayOps:
 #: The NumPy face (float64 arrays and scalars).
 NUMPY = ArrayOps(
     exp=np.exp, log=np.log, tanh=np.tanh, cosh=np.cosh, arctanh=np.arctanh,
-    sigmoid=special.expit, logsigmoid=lambda y: -np.logaddexp(0.0, -y),
+    sigmoid=lambda y: _expit(y), logsigmoid=lambda y: -np.logaddexp(0.0, -y),
 )
+
+def _expit(y: Any) -> Any:
+    from scipy.special import expit  # imported at the first use: 0.2 s of the command line's start
+
+    return expit(y)
+
 
 #: :math:`e^{-600}` is far below any scale a physical distribution resolves, yet keeps
 #: :math:`1/x` finite in float64: how far quadrature follows a singular or infinite end.

@@ -8,7 +8,6 @@ from functools import cached_property
 from typing import Any, Callable, Sequence
 
 import numpy as np
-import scipy.optimize
 import sympy as sp
 
 from ._budget import within
@@ -323,7 +322,9 @@ def bracket(g: Callable[[float], float], guess: float | None, decreasing: bool, 
                 raise NotNormalizableError(f"no normalized minimizer at α = {alpha:g}: ∫q_λ cannot reach 1 for any admissible λ with f = {kind} and this C")
             break
     a, b = sorted((previous, t))
-    return math.exp(scipy.optimize.brentq(clipped, a, b, xtol=1e-14, rtol=4 * np.finfo(float).eps, maxiter=200))
+    from scipy.optimize import brentq  # 0.2 s to import: only once a root is sought
+
+    return math.exp(brentq(clipped, a, b, xtol=1e-14, rtol=4 * np.finfo(float).eps, maxiter=200))
 
 
 def _at_zero(problem: Problem) -> ExactMinimizer | None:

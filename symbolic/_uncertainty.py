@@ -17,7 +17,6 @@ import math
 from typing import TYPE_CHECKING
 
 import numpy as np
-from scipy.linalg import block_diag
 
 from ._quadrature import integrate
 
@@ -33,6 +32,8 @@ class MonteCarloError:
     r"""One standard deviation of λ(α) and of :math:`q^*(x|\alpha)` from the fits of a numeric target."""
 
     def __init__(self, minimizer: "ExactMinimizer"):
+        from scipy.linalg import block_diag  # only a numeric target needs it
+
         self.minimizer = minimizer
         self.fits = [fit for source in minimizer.problem.data for fit in source.fits]
         self.covariance = block_diag(*(fit.covariance for fit in self.fits))

@@ -277,16 +277,19 @@ def _cache_script(cache: Path) -> str:
         ''')
 
 
-def _fresh_entry(cache: Path) -> Path:
+@pytest.fixture(scope="module")
+def pristine_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    r"""A cache holding the one entry a fresh process generates (each test tampers with a copy)."""
+    cache = tmp_path_factory.mktemp("pristine") / "cache"
     subprocess.run([sys.executable, "-c", _cache_script(cache)], check=True, capture_output=True, timeout=TIMEOUT)
-    (entry,) = (cache / "codegen").glob("*.py")
-    return entry
+    return cache
 
 
 @pytest.mark.parametrize("tamper", ["append-payload", "renamed-to-own-digest", "world-writable", "foreign-content"])
-def test_cache_entries_are_verified_before_they_run(tmp_path: Path, tamper: str):
+def test_cache_entries_are_verified_before_they_run(tmp_path: Path, tamper: str, pristine_cache: Path):
     cache = tmp_path / "cache"
-    entry = _fresh_entry(cache)
+    shutil.copytree(pristine_cache, cache)
+    (entry,) = (cache / "codegen").glob("*.py")
     source = entry.read_text()
     payload = source + f"\nimport os\nos.system('touch {tmp_path / MARKER}')\n"
     if tamper == "append-payload":
