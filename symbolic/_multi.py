@@ -502,8 +502,9 @@ class MultiMinimizer:
         r"""Solves :math:`\iint q_\lambda = 1` for λ.
 
         The root is found on the nodes of a nested quadrature adapted to :math:`q_\lambda` at the
-        current λ (cheap: :math:`p` and :math:`C^2` are fixed there), the nodes re-adapted at the
-        new λ until λ settles, and the result checked by a fresh nested quadrature.
+        current λ (cheap: :math:`p` and :math:`C^2` are fixed there), and the nodes re-adapted at the
+        new λ until λ settles: the last nodes are then adapted to the λ they give (to 1e-11), and
+        the normalization is read on them; a λ that does not settle is checked by a fresh nested quadrature.
 
         Arguments:
             loss: Whether to compute :math:`L[q^*]` (else NaN), the costliest integral at small α.
@@ -520,6 +521,7 @@ class MultiMinimizer:
             raise NotNormalizableError(self.matching.no_negative_multiplier(alpha, at_zero))
         sign = 1.0 if at_zero > 1.0 else -1.0
         lam = sign * (abs(guess) if guess else 1.0)
+        settled = False
         for _ in range(60):
             value, x1, x2, w = self.rule(lambda a, b: self.q(a, b, alpha, lam), atol=_ATOL)
             if not math.isfinite(value):
@@ -534,7 +536,7 @@ class MultiMinimizer:
             lam = new
             if settled:
                 break
-        normalization = self.normalization(alpha, lam)
+        normalization = float(w @ self.q(x1, x2, alpha, lam)) if settled else self.normalization(alpha, lam)
         if not abs(normalization - 1.0) <= _NORMALIZATION_TOLERANCE:
             raise NotNormalizableError(f"no normalized minimizer found at α = {alpha:g}: the nested quadrature gives ∫q_λ = {normalization:.10g} at the λ = {lam:.6g} its nodes agree on")
         return MultiSolution(alpha, lam, normalization, loss_at(lam), self)
