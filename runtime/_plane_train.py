@@ -286,7 +286,8 @@ def density_certificate(problem: MultiProblem, log_density: PlaneLogDensity, alp
         exact = np.where(exact_inside, np.exp(np.minimum(np.where(exact_inside, log_exact + log_jacobian, 0.0), 700.0)), 0.0)
         n1, n2, w = solution.nodes
         q_star = solution.q(n1, n2)
-        relative = np.abs(np.exp(np.minimum(_log_values(log_density, np.stack([n1, n2], -1), solution.alpha), 700.0)) / q_star - 1)
+        with np.errstate(all="ignore"):  # a node where q* underflows to 0 carries no weight below
+            relative = np.abs(np.exp(np.minimum(_log_values(log_density, np.stack([n1, n2], -1), solution.alpha), 700.0)) / q_star - 1)
         order = np.argsort(relative)
         cumulative = np.cumsum((w * q_star)[order])
         median = float(relative[order][np.searchsorted(cumulative, 0.5 * cumulative[-1])])

@@ -379,8 +379,9 @@ class MultiMinimizer:
         out = np.asarray(self._p(x1, x2, alpha), dtype=float)
         bad = np.isnan(out)
         if bad.any():
+            out = out.copy()
             with np.errstate(all="ignore"):
-                out = np.where(bad, np.real(np.exp(np.broadcast_to(self._expanded_log(x1, x2, alpha), out.shape))), out)
+                out[bad] = np.real(np.exp(self._expanded_log(x1, x2, alpha, bad)))
         return out
 
     def C_squared(self, x1, x2, alpha: float) -> np.ndarray:
@@ -389,11 +390,13 @@ class MultiMinimizer:
     def weight(self, x1, x2, alpha: float) -> np.ndarray:
         return np.asarray(self._w(x1, x2, alpha), dtype=float)
 
-    def _expanded_log(self, x1, x2, alpha: float) -> np.ndarray:
-        r""":math:`\log p` with products and powers expanded, in complex arithmetic (real part :math:`\log|p|` on any branch)."""
+    def _expanded_log(self, x1, x2, alpha: float, where: np.ndarray) -> np.ndarray:
+        r""":math:`\log p` with products and powers expanded, in complex arithmetic (real part :math:`\log|p|` on any branch),
+        at the points ``where`` selects (a boolean mask of the broadcast shape): the formula is slow and needed only there."""
         if self._log_abs is None:
             self._log_abs = numeric(sp.expand_log(sp.log(self.problem.density), force=True), (*self.problem.variables, self.problem.coupling))
-        return np.asarray(self._log_abs(np.asarray(x1, dtype=complex), np.asarray(x2, dtype=complex), alpha), dtype=complex)
+        x1, x2 = (np.broadcast_to(np.asarray(v, dtype=complex), where.shape)[where] for v in (x1, x2))
+        return np.asarray(self._log_abs(x1, x2, alpha), dtype=complex)
 
     def log_abs_p(self, x1, x2, alpha: float) -> np.ndarray:
         r""":math:`\log|p|`, finite where :math:`p` overflows (from the expanded logarithm there)."""
@@ -402,7 +405,8 @@ class MultiMinimizer:
             out = np.log(np.abs(p))
             overflow = np.isinf(p) | (p == 0)
             if overflow.any():
-                out = np.where(overflow, np.real(np.broadcast_to(self._expanded_log(x1, x2, alpha), p.shape)), out)
+                out = np.array(out, dtype=float)
+                out[overflow] = np.real(self._expanded_log(x1, x2, alpha, overflow))
         return out
 
     def _pointwise(self, method: Callable, x1, x2, alpha: float, lam: float) -> np.ndarray:
