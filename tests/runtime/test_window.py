@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from renorm.runtime import TrainConfig, exact_log_density, load_run, small_coupling_fit, train, verify
+from renorm.runtime import _verify
 from renorm.runtime._cli import main
 from renorm.symbolic import RenormError, load_spec
 
@@ -228,17 +229,39 @@ def test_the_window_keeps_the_physical_standardization():
     assert windowed.flow.coupling_range == (1e-3, 0.3)
 
 
-def test_the_fit_recovers_a_polynomial_in_alpha_exactly():
-    # q = α p¹ (1 + 2α - 3α²), positive on the fit's couplings: degree N + 2 recovers q⁰ = 0 and q¹ = p¹
-    # exactly whatever the residuals' weights, and the tail's fit gives Σ¹ of the same polynomial
+def test_the_fit_recovers_a_polynomial_in_alpha_exactly_at_its_degree():
+    # q = α p¹ (1 + 0.3 sin(5 log x)) has the form of p^N (degree 1 in α), which q* takes at these
+    # couplings: the fit has degree N everywhere and recovers q⁰ = 0 and q¹ exactly, whatever the
+    # residuals' weights
     problem = _example("soft_collinear")
     p1 = lambda x: (2 * CF / np.pi) * np.log(1 / x) / x
+    q1 = lambda x: p1(x) * (1 + 0.3 * np.sin(5 * np.log(x)))
 
-    def log_density(x, alpha):
-        return np.log(alpha * p1(x) * (1 + 2 * alpha - 3 * alpha ** 2))
-
-    fit = small_coupling_fit(problem, log_density, WINDOW)
+    fit = small_coupling_fit(problem, lambda x, alpha: np.log(alpha * q1(x)), WINDOW)
     fitted = np.isfinite(fit.extracted[1])
-    assert fitted.mean() > 0.95
-    np.testing.assert_allclose(fit.extracted[1][fitted], p1(fit.x[fitted]), rtol=1e-8)
+    assert fitted.mean() > 0.95 and (fit.degree[fitted] == problem.order).all()
+    np.testing.assert_allclose(fit.extracted[1][fitted], q1(fit.x[fitted]), rtol=1e-8)
     np.testing.assert_allclose(fit.extracted[0][fitted], 0.0, atol=1e-8 * p1(fit.x[fitted]).max())
+
+
+@pytest.mark.parametrize("name, higher", [("angularity_lo", False), ("soft_collinear", False), ("angularity_running", True), ("soft_collinear_nlo", True)])
+def test_each_point_fits_at_the_lowest_degree_that_reproduces_p_from_q_star(name, higher, monkeypatch):
+    # a fixed-order target is a polynomial of degree N in alpha: q* needs no more where it is p; the
+    # running coupling is not polynomial in alpha and gets the higher degrees where it needs them
+    problem = _example(name)
+    fit = small_coupling_fit(problem, exact_log_density(problem), WINDOW)
+    fitted = np.isfinite(fit.degree)
+    degrees = fit.degree[fitted]
+    assert fitted.mean() > 0.9 and (degrees.max() > problem.order if higher else (degrees == problem.order).all())
+    coefficients = _verify._Exact.of(problem).coefficients
+    lower = degrees < problem.order + 2
+    x, top = fit.x[fitted], fit.top[fitted]
+    for n in range(problem.order + 1):  # where a lower degree was taken, it fits q* to FIT_BIAS
+        bias = np.abs(fit.exact[n][fitted] - coefficients(n, x)) / coefficients.scale(n, x, top)
+        assert (bias[lower] <= _verify.FIT_BIAS).all()
+    # and multiplies the density's errors less: q^N's gain is smaller there than at degree N + 2
+    monkeypatch.setattr(_verify, "FIT_BIAS", -1.0)
+    fixed = small_coupling_fit(problem, exact_log_density(problem), WINDOW)
+    assert (fixed.degree[fitted] == problem.order + 2).all()
+    gain, fixed_gain = fit.gain[problem.order][fitted][lower], fixed.gain[problem.order][fitted][lower]
+    assert np.median(gain) < (0.8 if higher else 0.5) * np.median(fixed_gain)
