@@ -228,13 +228,13 @@ class Objective:
         Nodes go uniformly in the context's scale (log α by default): with nodes uniform in α the
         small-α end, where the distribution changes fastest, was under-weighted (measured: TV at
         α = 0.05 stalled at 1e-2). The window's total weight is its length in log α over the
-        range's, so that the couplings are weighted uniformly in log α across both.
+        range's times ``window_weight`` (1: the couplings weighted uniformly in log α across both).
         """
         lo, hi = self.problem.coupling_range
         parts = [(float(lo), float(hi), self.config.alpha_points, self.config.context == "log", 1.0)]
         floor = trained_couplings(self.problem, self.config)[0]
         if floor < lo:
-            parts.append((floor, float(lo), self.config.window_points, True, math.log(lo / floor) / math.log(hi / lo)))
+            parts.append((floor, float(lo), self.config.window_points, True, self.config.window_weight * math.log(lo / floor) / math.log(hi / lo)))
         return parts
 
     def _coupling_nodes(self, kind: str) -> tuple[np.ndarray, np.ndarray]:
@@ -1028,8 +1028,9 @@ def _read_checkpoint(path: Path, problem: Problem | None) -> tuple[dict, TrainCo
         raise RenormError(f"{one_line(path)}: no checkpoint (train first with `renorm train SPEC --out {one_line(path.parent)}`)")
     state = read_checkpoint(path)
     try:
-        # settings stored before the perturbative window existed trained none
-        config = TrainConfig.from_json({"alpha_floor": 0.0, **state["config"]})
+        # settings stored before the perturbative window existed trained none, and before its
+        # weight existed weighted it uniformly in log alpha
+        config = TrainConfig.from_json({"alpha_floor": 0.0, "window_weight": 1.0, **state["config"]})
         config.validate(devices=False)
     except (TypeError, ValueError) as error:
         raise RenormError(f"{one_line(path)}: the checkpoint's settings are invalid ({one_line(error)[:200]})") from None

@@ -133,19 +133,20 @@ def test_a_run_without_the_window_refuses_small_couplings(tmp_path, capsys):
     assert "[0.05, 0.3]" in capsys.readouterr().err
 
 
-def test_the_window_weights_the_couplings_uniformly_in_log_alpha():
+@pytest.mark.parametrize("window_weight", [1.0, 0.15])
+def test_the_window_weights_the_couplings_in_log_alpha(window_weight):
     from renorm.runtime._train import Objective, _build_flow
 
     problem = _example("soft_collinear")
-    config = TrainConfig(alpha_floor=1e-3, epochs=1)
+    config = TrainConfig(alpha_floor=1e-3, epochs=1, window_weight=window_weight)
     objective = Objective(problem, _build_flow(problem, config), config, __import__("torch").float64, __import__("torch").device("cpu"))
     alpha, weight = objective.alpha.numpy(), objective.alpha_weight.numpy()
     assert alpha.size == config.alpha_points + config.window_points
     assert alpha.min() > 1e-3 and alpha.max() < 0.3
     window = alpha < 0.05
-    # the weight per unit log α is the same on both sides
+    # the weight per unit log α in the window is window_weight times the physical range's
     per_log = lambda mask, lo, hi: weight[mask].sum() / np.log(hi / lo)
-    assert per_log(window, 1e-3, 0.05) == pytest.approx(per_log(~window, 0.05, 0.3), rel=1e-12)
+    assert per_log(window, 1e-3, 0.05) == pytest.approx(window_weight * per_log(~window, 0.05, 0.3), rel=1e-12)
 
 
 def _objective(name, **settings):
