@@ -32,7 +32,6 @@ from ._rundir import CHECKPOINT, SPEC_COPY, run_problem
 __all__ = ["train", "load_run", "Run"]
 
 
-
 def _gauss_legendre(edges: np.ndarray, order: int = 8) -> tuple[np.ndarray, np.ndarray]:
     nodes, weights = np.polynomial.legendre.leggauss(order)
     lo, hi = edges[:-1, None], edges[1:, None]
@@ -492,7 +491,6 @@ class Run:
         parameter = next(self.flow.parameters())
         generator = torch.Generator(device=parameter.device).manual_seed(seed)
         return self.frame.x(self.flow.sample(alpha, n, generator).double().cpu().numpy())
-
 
 
 def _check_events_mode(problem: Problem) -> None:
