@@ -71,11 +71,13 @@ def test_run_verifies_and_plots_and_a_short_training_fails_at_order_one(running)
     assert not schema.errors(data, "run-2d"), schema.errors(data, "run-2d")
     report = data["report"]
     q0, q1 = report["orders"]
-    # 34 steps bring the flow within TV ~2e-3 of q* = p, and q^0 within 2%; but the fit in alpha
-    # magnifies its error in alpha: q^1 is off by tens of percent, and verification says so
+    # 34 steps bring the flow within TV ~2e-3 of q* = p, and q^0 within 2%; q^1, fitted at degree N
+    # (q* = p is linear in alpha), is still off by several percent (measured 6.8e-2; 6.3e-3 at the
+    # defaults, which pass), and verification says so
     assert max(row["total_variation"] for row in report["couplings"]) < 1e-2
     assert q0["extractable"] and q1["extractable"] and q0["coverage"] == q1["coverage"] == pytest.approx(1.0)
     assert q0["median_relative_deviation"] < 0.02 < q1["median_relative_deviation"] and q1["bias"] < 1e-12
+    assert q0["degrees"] == q1["degrees"] == [1, 1]
     assert code == 1 and report["passed"] is False
     assert [c["name"] for c in report["checks"] if c["ran"] and not c["passed"]] == ["q^1 vs p^1"]
     assert any("the integral of p over x2, '2*x1', does not depend on alpha" in note for note in report["notes"])
