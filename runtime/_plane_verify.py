@@ -295,15 +295,17 @@ def verify_plane(problem: MultiProblem, log_density: PlaneLogDensity, *, toleran
     rows = density_certificate(problem, log_density, tuple(checks_alphas), _certificate_grid(problem, plane_map, flow), plane_map)
     spans = _latent_spans(problem, plane_map, BULK_QUANTILES[0], checks_alphas)  # the union of q*'s 1%–99% quantile ranges
     at = _pointwise(problem, log_density, plane_map, spans, alphas)
-    orders = [_order(at, n, alphas, _degrees(at, alphas, problem.order), threshold, tolerance, "p^n")[0] for n in range(problem.order + 1)]
+    degrees = _degrees(at, alphas, problem.order)
+    orders = [_order(at, n, alphas, degrees, threshold, tolerance, "p^n")[0] for n in range(problem.order + 1)]
     notes = []
     marginal, resolution, why = _marginal(problem, log_density, plane_map, flow, spans[0], alphas)
     marginal_orders = []
     if marginal is None:
         notes.append(f"the marginal in {problem.variables[0]} is not checked: {why}")
     else:
+        marginal_degrees = _degrees(marginal, alphas, problem.order)
         for n in range(problem.order + 1):
-            order, ok = _order(marginal, n, alphas, _degrees(marginal, alphas, problem.order), threshold, tolerance, f"int p^n d{problem.variables[1]}")
+            order, ok = _order(marginal, n, alphas, marginal_degrees, threshold, tolerance, f"int p^n d{problem.variables[1]}")
             worst = float(resolution[ok].max()) if ok.any() else None
             marginal_orders.append(PlaneOrderDeviation(**{**asdict(order), "resolution": worst}))
     if problem.region:
