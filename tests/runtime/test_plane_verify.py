@@ -49,6 +49,8 @@ def test_q_star_passes_with_the_fit_bias_as_its_deviation(pair):
     for order in report.orders + report.marginal_orders:
         assert order.extractable and order.median_relative_deviation == pytest.approx(order.bias, rel=0.1, abs=1e-6)
         assert order.median_relative_deviation < 5e-3 and 0.2 < order.coverage <= 0.6
+        # q* is not p across the bulk: the fit's degree, chosen per point, lies between N and N + 2
+        assert problem.order <= order.degrees[0] <= order.degrees[1] <= problem.order + 2
     q1 = report.orders[1]
     # the checked points lie where q* is within 5% of alpha p^1: away from the corner (small l1)
     assert q1.box[0][0] > 0.1 and report.orders[0].scale == "alpha_max^(1-n) p^1"
