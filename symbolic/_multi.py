@@ -28,10 +28,10 @@ import sympy as sp
 
 from ._budget import within
 from ._errors import NotNormalizableError, RenormError, SpecError
-from ._maps import SupportMap, quadrature_map
+from ._maps import quadrature_map
 from ._matching import matching_function
 from ._numeric import numeric
-from ._quadrature import support_nodes, support_quadrature
+from ._quadrature import SupportBatch, support_quadratures
 from ._solve import MatchedOrder, across, bracket, measure_order
 from ._spec import (LIMITS, Problem, _as_expr, _check_free, _check_shape, _constants, _coupling_range, _matching_function,
                     _NAME, _short, _support, _symbol_for, _training, _variable_names, _weight, make_problem)
@@ -355,6 +355,11 @@ class MultiSolution:
         return self.minimizer.marginal(lambda x1, x2: self.q(x1, x2), axis, points)
 
 
+def _columns(values: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    r"""``values[i]`` along row ``i`` of an array of ``shape``: the fixed coordinate of a batch of inner integrals."""
+    return np.repeat(values[:, None], shape[1], axis=1)
+
+
 class MultiMinimizer:
     r"""Numerical evaluation of :math:`q_\lambda(x_1, x_2|\alpha)` and the solution of :math:`\iint q_\lambda = 1`.
 
@@ -428,52 +433,54 @@ class MultiMinimizer:
         return self.matching.loss_density(self.p(x1, x2, alpha), self.weight(x1, x2, alpha), log_q, lambda: self.log_abs_p(x1, x2, alpha))
 
     # integrals -------------------------------------------------------------------
-    def inner_map(self, x1: float) -> SupportMap | None:
-        r"""The map of the integral over :math:`x_2` at :math:`x_1` (``None``: no region there)."""
-        lo, hi = (float(v[0]) for v in self.problem.inner_interval(np.array([x1])))
-        return quadrature_map((lo, hi), self.problem.singular[1]) if lo < hi else None
+    def inner_integrals(self, fn: Callable[[np.ndarray, np.ndarray], np.ndarray], x1: np.ndarray, rtol: float = _RTOL, atol: float = 0.0) -> SupportBatch:
+        r""":math:`\int g(x_1, x_2)\, dx_2` over the region at each of the points ``x1``, adapted together
+        (an empty interval gives 0 and no nodes)."""
+        lo, hi = self.problem.inner_interval(x1)
+        maps = [quadrature_map((float(a), float(b)), self.problem.singular[1]) for a, b in zip(lo, hi)]
+        inside = np.flatnonzero(lo < hi)
+        values = np.zeros(x1.size)
+        if not inside.size:
+            return SupportBatch(values, np.empty(0), np.empty(0), np.zeros(x1.size + 1, dtype=int))
+        batch = support_quadratures(lambda x2, owner: fn(_columns(x1[inside][owner], x2.shape), x2), [maps[k] for k in inside], rtol=rtol, atol=atol)
+        values[inside] = batch.values
+        counts = np.zeros(x1.size, dtype=int)
+        counts[inside] = np.diff(batch.starts)
+        return SupportBatch(values, batch.x, batch.weights, np.concatenate([[0], np.cumsum(counts)]))
 
     def rule(self, fn: Callable[[np.ndarray, np.ndarray], np.ndarray], rtol: float = _RTOL, atol: float = 0.0) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
         r""":math:`\iint g` by nested adaptive quadrature, and the nodes and weights that reproduce it.
 
-        ``atol`` bounds each level's absolute error too: a normalization integral needs no inner
-        integral to better than 1e-14 of 1, and one that cancels (:math:`p - \lambda C^2` where
-        both are near 1) cannot reach ``rtol`` of its own small value.
+        Each round of the outer level adapts the inner integrals at all its new nodes at once
+        (:meth:`inner_integrals`). ``atol`` bounds each level's absolute error too: a
+        normalization integral needs no inner integral to better than 1e-14 of 1, and one that
+        cancels (:math:`p - \lambda C^2` where both are near 1) cannot reach ``rtol`` of its own small value.
 
         Returns:
             ``(value, x1, x2, weights)``; ``value`` is ``inf`` (and the arrays empty) if either
             level does not converge (an integrand not integrable at a face or corner).
         """
-        inner: dict[float, tuple[float, Any, SupportMap | None]] = {}
+        inner: dict[float, tuple[SupportBatch, int]] = {}
 
-        def along(x1: float) -> tuple[float, Any, SupportMap | None]:
-            if x1 not in inner:
-                mapping = self.inner_map(x1)
-                if mapping is None:
-                    inner[x1] = (0.0, None, None)
-                else:
-                    value, result = support_quadrature(lambda x2: fn(np.full(np.shape(x2), x1), x2), mapping, rtol=rtol, atol=atol)
-                    inner[x1] = (value, result, mapping)
-            return inner[x1]
+        def outer(x1: np.ndarray, owner: np.ndarray) -> np.ndarray:
+            new = np.array([v for v in np.unique(x1) if float(v) not in inner])
+            if new.size:
+                batch = self.inner_integrals(fn, new, rtol, atol)
+                inner.update((float(v), (batch, k)) for k, v in enumerate(new))
+            return np.array([inner[float(v)][0].values[inner[float(v)][1]] for v in x1.ravel()]).reshape(x1.shape)
 
-        def outer(x1: np.ndarray) -> np.ndarray:
-            return np.vectorize(lambda v: along(float(v))[0], otypes=[float])(x1)
-
-        value, result = support_quadrature(outer, self.outer, rtol=rtol, atol=atol)
+        outer_level = support_quadratures(outer, [self.outer], rtol=rtol, atol=atol)
         empty = np.empty(0)
-        if result is None:
+        if not math.isfinite(outer_level.values[0]):
             return math.inf, empty, empty, empty
-        x1s, w1s = support_nodes(result, self.outer)
         columns = [], [], []
-        for x1, w1 in zip(x1s, w1s):
-            _, res, mapping = along(float(x1))
-            if res is None:
-                continue
-            x2, w2 = support_nodes(res, mapping)
+        for x1, w1 in zip(*outer_level.nodes(0)):
+            batch, k = inner[float(x1)]
+            x2, w2 = batch.nodes(k)
             columns[0].append(np.full(x2.shape, x1))
             columns[1].append(x2)
             columns[2].append(w1 * w2)
-        return value, *(np.concatenate(c) if c else empty for c in columns)
+        return float(outer_level.values[0]), *(np.concatenate(c) if c else empty for c in columns)
 
     def normalization(self, alpha: float, lam: float) -> float:
         r""":math:`\iint q_\lambda\, dx_1 dx_2` over the region."""
@@ -491,16 +498,13 @@ class MultiMinimizer:
         have to be solved for).
         """
         points = np.asarray(points, dtype=float)
-        out = np.empty(points.shape)
-        for i, v in np.ndenumerate(points):
-            if axis == 0:
-                mapping = self.inner_map(float(v))
-                out[i] = 0.0 if mapping is None else support_quadrature(lambda x2: density(np.full(np.shape(x2), v), x2), mapping, rtol=1e-10)[0]
-            elif self.problem.region:
-                raise RenormError(f"the marginal in {self.problem.variables[1]} of a region cut by bounds on it is not supported yet; the marginal in {self.problem.variables[0]} is")
-            else:
-                out[i] = support_quadrature(lambda x1: density(x1, np.full(np.shape(x1), v)), self.outer, rtol=1e-10)[0]
-        return out
+        if axis == 0:
+            return self.inner_integrals(density, points.ravel(), rtol=1e-10).values.reshape(points.shape)
+        if self.problem.region:
+            raise RenormError(f"the marginal in {self.problem.variables[1]} of a region cut by bounds on it is not supported yet; the marginal in {self.problem.variables[0]} is")
+        flat = points.ravel()
+        batch = support_quadratures(lambda x1, owner: density(x1, _columns(flat[owner], x1.shape)), [self.outer] * flat.size, rtol=1e-10)
+        return batch.values.reshape(points.shape)
 
     def solve(self, alpha: float, guess: float | None = None, loss: bool = True) -> MultiSolution:
         r"""Solves :math:`\iint q_\lambda = 1` for λ.

@@ -8,7 +8,7 @@ from typing import Callable
 
 import numpy as np
 
-from ._maps import SupportMap
+from ._maps import LogLower, LogUpper, SupportMap, Tanh
 
 __all__ = ["integrate"]
 
@@ -92,32 +92,73 @@ def integrate(
     t = np.linspace(0.0, 1.0, initial + 1)
     left = (edges[:-1, None] + (edges[1:] - edges[:-1])[:, None] * t[None, :-1]).ravel()
     right = (edges[:-1, None] + (edges[1:] - edges[:-1])[:, None] * t[None, 1:]).ravel()
-    value, error, floor = _panels(fn, left, right)
-    if not np.isfinite(value).all():
-        return Quadrature(math.nan, math.inf, left.size)
-    while left.size < max_panels:
-        tolerance = max(atol, rtol * abs(value.sum()))
-        # panels at the round-off floor cannot improve by splitting
-        splittable = error > floor
-        if error.sum() <= tolerance or not splittable.any():
+    panels = _adapt(lambda u, owner: fn(u), left, right, np.zeros(left.size, dtype=np.intp), 1, rtol, atol, max_panels)
+    if panels.failed[0]:
+        return Quadrature(math.nan, math.inf, panels.left.size)
+    return Quadrature(float(panels.value.sum()), float(panels.error.sum()), panels.left.size, panels.left, panels.value, panels.right)
+
+
+@dataclass(frozen=True)
+class _Panels:
+    r"""The final panels of :func:`_adapt`, grouped by owner (each owner's in the order they were made)."""
+
+    left: np.ndarray
+    right: np.ndarray
+    value: np.ndarray
+    error: np.ndarray
+    owner: np.ndarray
+    #: Per owner, whether its integrand returned a non-finite value (its panels are then the last ones tried).
+    failed: np.ndarray
+
+
+def _adapt(fn: Callable[[np.ndarray, np.ndarray], np.ndarray], left: np.ndarray, right: np.ndarray, owner: np.ndarray,
+           count: int, rtol: float, atol: float, max_panels: int) -> _Panels:
+    r"""Globally adaptive G7–K15 bisection of ``count`` independent integrals at once.
+
+    Panel ``i`` belongs to integral ``owner[i]`` (``owner`` sorted); ``fn(u, owner)`` evaluates the
+    integrands at abscissae ``u`` of shape ``(P, 15)`` for panels of the given owners. Each integral is
+    refined as if alone: its panels with the largest error estimates are bisected until its own error
+    is within :math:`\max(atol, rtol |I|)`, and every round evaluates the new panels of all the
+    integrals in one call of ``fn``.
+    """
+    value, error, floor = _panels(lambda u: fn(u, owner), left, right)
+    failed = np.bincount(owner, ~np.isfinite(value), count) > 0
+    # an integral within tolerance, out of panels or failed is never refined again
+    open_ = ~failed
+    while True:
+        bounds = np.concatenate([[0], np.cumsum(np.bincount(owner, minlength=count))])
+        chosen = []
+        for k in np.flatnonzero(open_):
+            # the same float64 operations as for one integral alone
+            i, j = bounds[k], bounds[k + 1]
+            own = error[i:j]
+            tolerance = max(atol, rtol * abs(value[i:j].sum()))
+            # panels at the round-off floor cannot improve by splitting
+            splittable = own > floor[i:j]
+            if j - i >= max_panels or own.sum() <= tolerance or not splittable.any():
+                open_[k] = False
+                continue
+            # bisect the panels with the largest errors, the fewest that leave half the tolerance
+            order = np.argsort(np.where(splittable, -own, 0.0))
+            remaining = own.sum() - np.cumsum(own[order])
+            needed = int(np.searchsorted(-remaining, -0.5 * tolerance)) + 1
+            chosen.append(i + order[: min(needed, int(splittable.sum()))])
+        if not chosen:
             break
-        order = np.argsort(np.where(splittable, -error, 0.0))
-        remaining = error.sum() - np.cumsum(error[order])
-        count = int(np.searchsorted(-remaining, -0.5 * tolerance)) + 1
-        split = order[: min(count, int(splittable.sum()))]
+        split = np.concatenate(chosen)
         mid = 0.5 * (left[split] + right[split])
-        new_left = np.concatenate([left[split], mid])
-        new_right = np.concatenate([mid, right[split]])
-        new_value, new_error, new_floor = _panels(fn, new_left, new_right)
-        if not np.isfinite(new_value).all():
-            return Quadrature(math.nan, math.inf, left.size)
+        new_left, new_right = np.concatenate([left[split], mid]), np.concatenate([mid, right[split]])
+        new_owner = np.concatenate([owner[split], owner[split]])
+        new_value, new_error, new_floor = _panels(lambda u: fn(u, new_owner), new_left, new_right)
+        failed |= np.bincount(new_owner, ~np.isfinite(new_value), count) > 0
+        open_ &= ~failed
         keep = np.ones(left.size, dtype=bool)
         keep[split] = False
-        left, right = np.concatenate([left[keep], new_left]), np.concatenate([right[keep], new_right])
-        value = np.concatenate([value[keep], new_value])
-        error = np.concatenate([error[keep], new_error])
-        floor = np.concatenate([floor[keep], new_floor])
-    return Quadrature(float(value.sum()), float(error.sum()), left.size, left, value, right)
+        # regroup by owner, each owner's kept panels before its new ones
+        regroup = np.argsort(np.concatenate([owner[keep], new_owner]), kind="stable")
+        left, right, owner, value, error, floor = (np.concatenate([a[keep], b])[regroup] for a, b in (
+            (left, new_left), (right, new_right), (owner, new_owner), (value, new_value), (error, new_error), (floor, new_floor)))
+    return _Panels(left, right, value, error, owner, failed)
 
 
 def _panels(fn: Callable[[np.ndarray], np.ndarray], left: np.ndarray, right: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -151,61 +192,121 @@ def integrate_support(
     tails: bool = True,
 ) -> float:
     r""":math:`\int dx\, g(x)` over the support through ``mapping``; ``inf`` if it does not converge
-    (see :func:`support_quadrature`)."""
-    return support_quadrature(fn, mapping, breakpoints, rtol, tails)[0]
+    (see :func:`support_quadratures`)."""
+    return float(support_quadratures(lambda x, owner: fn(x), [mapping], breakpoints, rtol, tails).values[0])
 
 
-def support_quadrature(
-    fn: Callable[[np.ndarray], np.ndarray],
-    mapping: SupportMap,
+@dataclass(frozen=True)
+class SupportBatch:
+    r"""Integrals over the supports of several maps (:func:`support_quadratures`), and the Kronrod
+    nodes :math:`x_k` and weights :math:`w_k` that reproduce each: :math:`\sum_k w_k g(x_k)`."""
+
+    #: Per map, the integral; ``inf`` where it does not converge (and no nodes).
+    values: np.ndarray
+    x: np.ndarray = field(repr=False)
+    weights: np.ndarray = field(repr=False)
+    #: Map ``k``'s nodes are ``x[starts[k]:starts[k + 1]]``.
+    starts: np.ndarray = field(repr=False)
+
+    def nodes(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        r"""The nodes and weights of integral ``k`` (nodes that round onto an endpoint dropped)."""
+        where = slice(self.starts[k], self.starts[k + 1])
+        return self.x[where], self.weights[where]
+
+
+#: The maps whose formulas are elementwise in the ends :math:`a, b` (those of :func:`quadrature_map`):
+#: integrals over many supports evaluate them once, with the ends as arrays.
+_ELEMENTWISE = (LogLower, LogUpper, Tanh)
+
+
+def _through(maps: list[SupportMap], owner: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    r""":math:`x(u)`, :math:`|dx/du|` and the ends :math:`a, b`, at latent points ``u`` of shape ``(P, 15)``
+    whose rows belong to the maps ``owner``."""
+    if all(m is maps[0] for m in maps):
+        m = maps[0]
+        return m.from_latent(u), m.jacobian(u), np.full(u.shape, m.a), np.full(u.shape, m.b)
+    x, jacobian = np.empty(u.shape), np.empty(u.shape)
+    ends = np.array([(m.a, m.b) for m in maps])
+    a, b = (np.broadcast_to(ends[owner, i][:, None], u.shape) for i in range(2))
+    kinds = np.array([_ELEMENTWISE.index(type(m)) if type(m) in _ELEMENTWISE else -1 for m in maps])
+    if (kinds < 0).any():
+        raise TypeError(f"integrals over several supports take the maps of quadrature_map, not {type(maps[int(np.argmin(kinds))]).__name__}")
+    for kind, cls in enumerate(_ELEMENTWISE):
+        rows = kinds[owner] == kind
+        if rows.any():
+            each = cls.__new__(cls)
+            each.a, each.b = a[rows], b[rows]
+            x[rows], jacobian[rows] = each.from_latent(u[rows]), each.jacobian(u[rows])
+    return x, jacobian, a, b
+
+
+def support_quadratures(
+    fn: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    maps: list[SupportMap],
     breakpoints: np.ndarray | tuple[float, ...] = (),
     rtol: float = 1e-13,
     tails: bool = True,
     atol: float = 0.0,
-) -> tuple[float, Quadrature | None]:
-    r""":math:`\int dx\, g(x)` over the support through ``mapping``, and the final panels (in the
-    map's variable); ``(inf, None)`` if it does not converge.
+) -> SupportBatch:
+    r""":math:`\int dx\, g_k(x)` over the support of each ``maps[k]``, all adapted at once.
+
+    ``fn(x, owner)`` evaluates the integrands: :math:`g_{owner}(x)` for points ``x`` of shape
+    ``(P, 15)`` whose rows belong to the integrals ``owner`` (shape ``(P,)``). Each integral is
+    refined as if alone (:func:`_adapt`), so a nested integral's inner level costs one vectorized
+    call per round, not one adaptive quadrature per outer node.
 
     Weight that an integrand still carries within :math:`e^{-400}` of a singular or infinite
     endpoint is an artifact of the cut at :math:`e^{\pm 600}`, not physics: such an integral
     is reported as divergent rather than silently truncated. ``tails = False`` turns that test
     off for an integrand known to be integrable, such as a flow's normalized density, whose
     heavy tail in :math:`\log x` may really hold 1e-5 of its mass below :math:`e^{-400}`.
+
+    Arguments:
+        breakpoints: Latent points (shared by every map) where the integrands are not smooth.
     """
+    count = len(maps)
+    breakpoints = np.asarray(breakpoints, dtype=float)
+    ranges = np.array([m.latent_range() for m in maps]).reshape(count, 2)
+    cuts = np.array([m.cut_ends() for m in maps], dtype=bool).reshape(count, 2)
+    singular_x = np.array([m.from_latent(breakpoints) for m in maps]).reshape(count, breakpoints.size)
+    t = np.linspace(0.0, 1.0, 17)
+    left, right = [], []
+    for lo, hi in ranges:
+        edges = np.unique(np.concatenate([[lo], breakpoints, [hi]]))
+        edges = edges[(edges >= lo) & (edges <= hi)]
+        left.append((edges[:-1, None] + (edges[1:] - edges[:-1])[:, None] * t[None, :-1]).ravel())
+        right.append((edges[:-1, None] + (edges[1:] - edges[:-1])[:, None] * t[None, 1:]).ravel())
+    owner = np.repeat(np.arange(count), [piece.size for piece in left])
 
-    singular_x = mapping.from_latent(np.asarray(breakpoints, dtype=float))
-
-    def integrand(u: np.ndarray) -> np.ndarray:
-        x = mapping.from_latent(u)
+    def integrand(u: np.ndarray, owner: np.ndarray) -> np.ndarray:
+        x, jacobian, a, b = _through(maps, owner, u)
         with np.errstate(all="ignore"):
-            values = np.asarray(fn(x), dtype=float) * mapping.jacobian(u)
+            values = np.asarray(fn(x, owner), dtype=float) * jacobian
         # a node that rounds onto an endpoint lies outside the open support; one that rounds onto
         # an interior breakpoint where the integrand is not finite (a pole of p hit exactly, as the
         # subdivision closes in on a Landau pole) is a null set of an integrable singularity
-        keep = (x > mapping.a) & (x < mapping.b)
+        keep = (x > a) & (x < b)
         bad = ~np.isfinite(values)
-        if singular_x.size and bad.any():
-            keep &= ~(bad & np.isclose(x[..., None], singular_x, rtol=8 * np.finfo(float).eps, atol=0).any(-1))
+        if breakpoints.size and bad.any():
+            keep &= ~(bad & np.isclose(x[..., None], singular_x[owner][:, None, :], rtol=8 * np.finfo(float).eps, atol=0).any(-1))
         return np.where(keep, values, 0.0)
 
-    lo, hi = mapping.latent_range()
-    result = integrate(integrand, lo, hi, breakpoints=breakpoints, rtol=rtol, atol=atol)
-    if not math.isfinite(result.value):
-        return math.inf, None
-    cut_lo, cut_hi = mapping.cut_ends()
-    if tails and (cut_lo or cut_hi):
-        tail = (cut_lo & (result.edges < lo + TAIL_WIDTH)) | (cut_hi & (result.edges > hi - TAIL_WIDTH))
-        if abs(result.contributions[tail].sum()) > TAIL_TOLERANCE * max(1.0, abs(result.value)):
-            return math.inf, None
-    return result.value, result
-
-
-def support_nodes(result: Quadrature, mapping: SupportMap) -> tuple[np.ndarray, np.ndarray]:
-    r"""The Kronrod nodes :math:`x_k` and weights :math:`w_k` of a :func:`support_quadrature`'s panels:
-    :math:`\sum_k w_k g(x_k)` is its integral of :math:`g` (nodes that round onto an endpoint dropped)."""
-    half = 0.5 * (result.rights - result.edges)
-    u = 0.5 * (result.rights + result.edges)[:, None] + half[:, None] * NODES[None, :]
-    x = mapping.from_latent(u)
-    weights = half[:, None] * KRONROD[None, :] * mapping.jacobian(u)
-    keep = (x > mapping.a) & (x < mapping.b)
-    return x[keep], weights[keep]
+    panels = _adapt(integrand, np.concatenate(left), np.concatenate(right), owner, count, rtol, atol, 100_000)
+    bounds = np.concatenate([[0], np.cumsum(np.bincount(panels.owner, minlength=count))])
+    values = np.array([panels.value[bounds[k]:bounds[k + 1]].sum() for k in range(count)])
+    diverges = panels.failed.copy()
+    if tails:
+        lo, hi = ranges[panels.owner].T
+        cut_lo, cut_hi = cuts[panels.owner].T
+        tail = (cut_lo & (panels.left < lo + TAIL_WIDTH)) | (cut_hi & (panels.left > hi - TAIL_WIDTH))
+        diverges |= np.abs(np.bincount(panels.owner, np.where(tail, panels.value, 0.0), count)) > TAIL_TOLERANCE * np.maximum(1.0, np.abs(values))
+    values[diverges] = math.inf
+    # the nodes of the integrals that converged, grouped by integral
+    used = ~diverges[panels.owner]
+    half = 0.5 * (panels.right - panels.left)[used]
+    u = 0.5 * (panels.right + panels.left)[used][:, None] + half[:, None] * NODES[None, :]
+    x, jacobian, a, b = _through(maps, panels.owner[used], u)
+    weights = half[:, None] * KRONROD[None, :] * jacobian
+    keep = (x > a) & (x < b)
+    starts = np.concatenate([[0], np.cumsum(np.bincount(panels.owner[used], keep.sum(1), count).astype(int))])
+    return SupportBatch(values, x[keep], weights[keep], starts)

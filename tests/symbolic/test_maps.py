@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from renorm.symbolic import MAPS, NUMPY, SupportMap, default_map, quadrature_map
-from renorm.symbolic._quadrature import integrate_support
+from renorm.symbolic._quadrature import integrate_support, support_quadratures
 
 #: Supports each map is a bijection onto (from the whole line, or from its latent range).
 SUPPORTS = {
@@ -133,7 +133,7 @@ def test_register_map_refuses_what_is_not_a_map():
         SupportMap(0.0, 1.0)  # abstract
 
 
-@pytest.mark.parametrize("support, singular, fn, exact", [
+INTEGRALS = [
     # at a singular end other than 0, x - a loses the digits below eps |a| (√eps of this integral):
     # the solver works in the distance to such an end (distance_frame), so these ends sit at 0
     ((0.0, 3.0), "lower", lambda x: x**-0.5, 2 * math.sqrt(3.0)),
@@ -147,10 +147,44 @@ def test_register_map_refuses_what_is_not_a_map():
     ((-1.0, 0.0), "upper", lambda x: -1 / x, math.inf),
     ((1.0, math.inf), "none", lambda x: 1 / x, math.inf),
     ((-math.inf, -1.0), "none", lambda x: -1 / x, math.inf),
-])
+]
+
+
+@pytest.mark.parametrize("support, singular, fn, exact", INTEGRALS)
 def test_integrals_through_the_quadrature_map(support, singular, fn, exact):
     value = integrate_support(fn, quadrature_map(support, singular))
     if math.isinf(exact):
         assert value == math.inf
     else:
         assert value == pytest.approx(exact, rel=1e-11)
+
+
+def test_integrals_adapted_together_are_each_the_integral_alone():
+    # every class of quadrature map, divergent integrals and one whose integrand is NaN somewhere,
+    # in one batch: each value is bit for bit what it is alone, and the nodes reproduce it
+    cases = INTEGRALS + [((0.0, 1.0), "none", lambda x: np.where(x > 0.5, np.nan, 1.0), math.inf)]
+    maps = [quadrature_map(support, singular) for support, singular, _, _ in cases]
+
+    def integrand(x, owner):
+        out = np.empty(x.shape)
+        for k in np.unique(owner):
+            out[owner == k] = cases[k][2](x[owner == k])
+        return out
+
+    batch = support_quadratures(integrand, maps)
+    for k, (support, singular, fn, exact) in enumerate(cases):
+        alone = support_quadratures(lambda x, owner: fn(x), [maps[k]]).values[0]
+        assert batch.values[k] == alone, (k, batch.values[k], alone)
+        x, w = batch.nodes(k)
+        if math.isinf(exact):
+            assert alone == math.inf and x.size == 0
+        else:
+            assert alone == pytest.approx(exact, rel=1e-11)
+            assert ((x > support[0]) & (x < support[1])).all()
+            with np.errstate(over="ignore"):  # 1/(1 + x)^2 at x = e^600
+                assert w @ fn(x) == pytest.approx(alone, rel=1e-14)
+
+
+def test_integrals_over_several_supports_take_quadrature_maps():
+    with pytest.raises(TypeError, match="quadrature_map"):
+        support_quadratures(lambda x, owner: x, [default_map((0.0, 1.0), "lower"), default_map((0.0, 2.0), "lower")])
