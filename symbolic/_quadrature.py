@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -219,12 +219,12 @@ class SupportBatch:
 _ELEMENTWISE = (LogLower, LogUpper, Tanh)
 
 
-def _through(maps: list[SupportMap], owner: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    r""":math:`x(u)`, :math:`|dx/du|` and the ends :math:`a, b`, at latent points ``u`` of shape ``(P, 15)``
-    whose rows belong to the maps ``owner``."""
+def _through(maps: list[SupportMap], owner: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray, Any, Any]:
+    r""":math:`x(u)`, :math:`|dx/du|` and the ends :math:`a, b` (floats, or arrays like ``u``), at latent
+    points ``u`` of shape ``(P, 15)`` whose rows belong to the maps ``owner``."""
     if all(m is maps[0] for m in maps):
         m = maps[0]
-        return m.from_latent(u), m.jacobian(u), np.full(u.shape, m.a), np.full(u.shape, m.b)
+        return m.from_latent(u), m.jacobian(u), m.a, m.b
     x, jacobian = np.empty(u.shape), np.empty(u.shape)
     ends = np.array([(m.a, m.b) for m in maps])
     a, b = (np.broadcast_to(ends[owner, i][:, None], u.shape) for i in range(2))
