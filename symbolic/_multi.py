@@ -138,6 +138,61 @@ class MultiProblem:
             hi = np.minimum(hi, np.asarray(h(x1), dtype=float))
         return lo, hi
 
+    @cached_property
+    def _inverses(self) -> tuple[list[tuple[Callable, list[Callable]]], str]:
+        r"""Per bound :math:`x_2 = h(x_1)` of the region, :math:`h` and the branches :math:`x_1 = h^{-1}(t)`
+        SymPy solves for; or, if it cannot solve one, ``([], why)``."""
+        x1, t = self.variables[0], sp.Dummy("t", real=True)
+        out = []
+        for bound in self.region:
+            def invert(bound: Bound = bound) -> list[sp.Expr] | None:
+                try:
+                    return sp.solve(sp.Eq(bound.expr, t), x1)
+                except NotImplementedError:
+                    return None
+            branches = within(LIMITS.seconds, invert, None)
+            if branches is None:
+                return [], f"SymPy cannot solve the region's bound {bound.text!r} for {x1}"
+            out.append((numeric(bound.expr, (x1,)), [numeric(branch, (t,)) for branch in branches]))
+        return out, ""
+
+    def outer_intervals(self, x2: float) -> list[tuple[float, float]]:
+        r"""The intervals of :math:`x_1` where the region holds the point :math:`x_2`: the box's
+        :math:`x_1` range cut where a bound crosses :math:`x_2` (its inverse branches, cross-checked by
+        a scan in the quadrature variable of :math:`x_1` for crossings they miss).
+
+        Raises:
+            RenormError: If a bound cannot be inverted, or crosses :math:`x_2` where no branch says so.
+        """
+        inverses, why = self._inverses
+        if why:
+            raise RenormError(f"the marginal in {self.variables[1]} needs the {self.variables[0]} interval at each {self.variables[1]}: {why}")
+        (a1, b1), _ = self.support_floats
+        mapping = quadrature_map((a1, b1), self.singular[0])
+        scan = np.sort(mapping.from_latent(np.linspace(*mapping.latent_range(), 4001)))
+        scan = scan[(scan > a1) & (scan < b1)]
+        cuts = [a1, b1]
+        with np.errstate(all="ignore"):
+            for h, branches in inverses:
+                roots = [r for r in (_real(branch(np.float64(x2))) for branch in branches)
+                         if a1 < r < b1 and math.isclose(float(h(np.float64(r))), x2, rel_tol=1e-9, abs_tol=1e-300)]
+                side = np.sign(np.asarray(h(scan), dtype=float) - x2)
+                for i in np.flatnonzero(side[:-1] * side[1:] < 0):
+                    if not any(scan[i] <= r <= scan[i + 1] for r in roots):
+                        raise RenormError(f"the region's bound of {self.variables[1]} crosses {self.variables[1]} = {x2:g} near {self.variables[0]} = {scan[i]:.6g}, "
+                                          "where none of the solutions SymPy found for it lies")
+                cuts += roots
+        cuts = sorted(set(cuts))
+        out: list[tuple[float, float]] = []
+        for lo, hi in zip(cuts[:-1], cuts[1:]):
+            middle = 0.5 * (lo + hi) if math.isfinite(lo) and math.isfinite(hi) else (lo + 1 + abs(lo) if math.isfinite(lo) else hi - 1 - abs(hi))
+            if self.contains(np.array([middle]), np.array([x2]))[0]:
+                if out and out[-1][1] == lo:
+                    out[-1] = (out[-1][0], hi)
+                else:
+                    out.append((lo, hi))
+        return out
+
     def contains(self, x1: np.ndarray, x2: np.ndarray) -> np.ndarray:
         r"""Whether points lie strictly inside the box and the region."""
         x1, x2 = np.asarray(x1, dtype=float), np.asarray(x2, dtype=float)
@@ -355,6 +410,12 @@ class MultiSolution:
         return self.minimizer.marginal(lambda x1, x2: self.q(x1, x2), axis, points)
 
 
+def _real(value: Any) -> float:
+    r"""A branch's value as a real number (NaN where it is complex or not finite)."""
+    value = complex(np.asarray(value).item())
+    return value.real if value.imag == 0 or abs(value.imag) <= 1e-12 * abs(value.real) else math.nan
+
+
 def _columns(values: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     r"""``values[i]`` along row ``i`` of an array of ``shape``: the fixed coordinate of a batch of inner integrals."""
     return np.repeat(values[:, None], shape[1], axis=1)
@@ -491,20 +552,26 @@ class MultiMinimizer:
         return self.rule(lambda x1, x2: self.loss_density(x1, x2, alpha, self.log_q(x1, x2, alpha, lam)), rtol=1e-8)[0]
 
     def marginal(self, density: Callable[[np.ndarray, np.ndarray], np.ndarray], axis: int, points: np.ndarray) -> np.ndarray:
-        r"""The marginal of ``density`` in variable ``axis`` at ``points``.
+        r"""The marginal of ``density`` in variable ``axis`` at ``points``, each integral adapted to 1e-10.
 
-        The marginal in :math:`x_2` integrates over :math:`x_1` on the support; with a region
-        that bounds :math:`x_2` by :math:`x_1` it is refused (the :math:`x_1` interval would
-        have to be solved for).
+        The marginal in :math:`x_2` integrates over the :math:`x_1` intervals the region holds at
+        each point (:meth:`MultiProblem.outer_intervals`), resolving the singular face of :math:`x_1`
+        where an interval reaches it.
         """
         points = np.asarray(points, dtype=float)
         if axis == 0:
             return self.inner_integrals(density, points.ravel(), rtol=1e-10).values.reshape(points.shape)
-        if self.problem.region:
-            raise RenormError(f"the marginal in {self.problem.variables[1]} of a region cut by bounds on it is not supported yet; the marginal in {self.problem.variables[0]} is")
         flat = points.ravel()
-        batch = support_quadratures(lambda x1, owner: density(x1, _columns(flat[owner], x1.shape)), [self.outer] * flat.size, rtol=1e-10)
-        return batch.values.reshape(points.shape)
+        (a1, b1), _ = self.problem.support_floats
+        singular = self.problem.singular[0]
+        pieces = [(k, lo, hi) for k, v in enumerate(flat) for lo, hi in self.problem.outer_intervals(float(v))]
+        if not pieces:
+            return np.zeros(points.shape)
+        owner = np.array([k for k, _, _ in pieces])
+        maps = [quadrature_map((lo, hi), "lower" if singular == "lower" and lo == a1 else "upper" if singular == "upper" and hi == b1 else "none")
+                for _, lo, hi in pieces]
+        batch = support_quadratures(lambda x1, piece: density(x1, _columns(flat[owner[piece]], x1.shape)), maps, rtol=1e-10)
+        return np.bincount(owner, batch.values, flat.size).reshape(points.shape)
 
     def solve(self, alpha: float, guess: float | None = None, loss: bool = True) -> MultiSolution:
         r"""Solves :math:`\iint q_\lambda = 1` for λ.

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import sympy as sp
 
-from renorm.symbolic import (ExactMinimizer, MultiMinimizer, MultiProblem, NotNormalizableError, SpecError, load_spec,
+from renorm.symbolic import (ExactMinimizer, MultiMinimizer, MultiProblem, NotNormalizableError, RenormError, SpecError, load_spec,
                              make_multi_problem, marginal_problem, multi_coefficients, multi_matched_order)
 
 from ..conftest import EXAMPLES
@@ -136,9 +136,55 @@ def test_marginal_in_the_second_variable_of_a_box():
     solution = MultiMinimizer(problem).solve(0.2)
     # q = 1 + alpha x1 x2 - alpha/4: the x2 marginal is 1 + alpha x2/2 - alpha/4
     assert solution.marginal(1, np.array([0.3])) == pytest.approx(1 + 0.2 * 0.3 / 2 - 0.05, rel=1e-10)
-    pair = MultiMinimizer(load_spec(EXAMPLES / "multi" / "angularity_pair.toml")).solve(0.3)
-    with pytest.raises(Exception, match="not supported yet"):
-        pair.marginal(1, np.array([0.01]))
+
+
+@pytest.mark.parametrize("alpha", [0.05, 0.3])
+def test_marginal_in_the_second_variable_of_the_pair_against_mpmath(alpha):
+    # l1^2 <= l2 <= l1: at fixed l2 the region holds l1 in [l2, sqrt(l2)], found from the bounds' inverses
+    problem = load_spec(EXAMPLES / "multi" / "angularity_pair.toml")
+    assert problem.outer_intervals(1e-4) == [(1e-4, pytest.approx(1e-2, rel=1e-15))]
+    solution = MultiMinimizer(problem).solve(alpha, loss=False)
+    l2 = np.array([1e-8, 1e-4, 1e-2, 0.1, 0.5, 0.95])
+    marginal = solution.marginal(1, l2)
+    mp.mp.dps = 30
+    try:
+        lam, a = mp.mpf(solution.lagrange_multiplier), mp.mpf(alpha) * CF / mp.pi
+
+        def q(l1, v):
+            p = a * (1 + (1 - l1**2 / v) ** 2) / (l1 * v)
+            return p * mp.exp(-mp.lambertw(lam * p).real)
+
+        for v, value in zip(l2, marginal):
+            v = mp.mpf(v)
+            assert value == pytest.approx(float(mp.quad(lambda l1: q(l1, v), [v, mp.sqrt(v)])), rel=1e-12)
+    finally:
+        mp.mp.dps = 15
+    # and it is normalized over l2
+    total = mp.quad(lambda u: float(solution.marginal(1, np.array([math.exp(u)]))[0]) * mp.exp(u), [-80, -20, -5, 0])
+    assert float(total) == pytest.approx(1.0, abs=1e-9)
+
+
+def test_marginal_in_the_second_variable_where_the_bound_has_two_branches():
+    # x2 <= 4 x1 (1 - x1): at fixed x2, x1 runs between the two roots (1 -+ sqrt(1 - x2))/2, and
+    # q* = p = (3/2)(1 + alpha (x1 - 1/2)) integrates to (3/2) sqrt(1 - x2) there
+    problem = _problem("3/2*(1 + alpha*(x1 - 1/2))", x=("x1", "x2"), singular="none", region="x2 <= 4*x1*(1 - x1)", f="linear")
+    solution = MultiMinimizer(problem).solve(0.2)
+    assert solution.lagrange_multiplier == 0.0
+    x2 = np.array([1e-6, 0.3, 0.75, 0.99])
+    np.testing.assert_allclose(solution.marginal(1, x2), 1.5 * np.sqrt(1 - x2), rtol=1e-11)
+    ((lo, hi),) = problem.outer_intervals(0.75)
+    assert (lo, hi) == (pytest.approx(0.25, rel=1e-14), pytest.approx(0.75, rel=1e-14))
+
+
+def test_marginal_in_the_second_variable_refuses_a_bound_sympy_cannot_invert():
+    problem = _problem("1 + alpha*x1", x=("x1", "x2"), singular="none", region="x2 <= x1 + sin(x1)/10 + log(1 + x1)/10", f="linear")
+    with pytest.raises(RenormError, match="cannot solve the region's bound"):
+        problem.outer_intervals(0.5)
+    # -e x1 log x1 = x2 has two roots in (0, 1); SymPy finds only the principal branch of Lambert W,
+    # and the scan finds the crossing it misses
+    problem = _problem("1 + alpha*x1", x=("x1", "x2"), singular="none", region="x2 <= -E*x1*log(x1)", f="linear")
+    with pytest.raises(RenormError, match="none of the solutions SymPy found"):
+        problem.outer_intervals(0.5)
 
 
 def test_matched_order_of_the_emission():
