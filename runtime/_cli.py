@@ -397,7 +397,7 @@ def _plot_run(run, out) -> list:
         return _multi_cli.plot_run(run, out)
     from ._plot import plot_report
 
-    return plot_report(run.problem, run.log_density_distance, out, history=run.history, distance=True)
+    return plot_report(run.problem, run.log_density_distance, out, history=run.history, distance=True, couplings=run.couplings)
 
 
 def _print_report(report) -> None:

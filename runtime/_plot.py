@@ -14,8 +14,8 @@ from matplotlib.figure import Figure
 from renorm.symbolic import Frame, Problem, write_atomic
 
 from ._verify import (
-    THRESHOLD_PER_TOLERANCE, LogDensity, _certificate_alphas, _Exact, _framed, _grid, _nodes, _order_deviation, _q,
-    _quantiles, _range, _union_bulk, extract_coefficients,
+    BULK_POINTS, THRESHOLD_PER_TOLERANCE, LogDensity, _certificate_alphas, _Exact, _framed, _grid, _levels, _nodes, _order_deviation, _q,
+    _quantiles, _range, _small_coupling_fit, _union_bulk, _window_order_deviation, extract_coefficients, window_checked,
 )
 
 __all__ = ["plot_report"]
@@ -184,6 +184,64 @@ def _coefficients(frame: Frame, exact: _Exact, log_density: LogDensity, has_exac
     return _save(figure, path)
 
 
+def _window_coefficients(frame: Frame, exact: _Exact, log_density: LogDensity, couplings: tuple[float, float], tolerance: float, path: Path) -> Path:
+    r"""Per order the :math:`q^n` of the fit at small couplings (what :func:`~renorm.runtime.verify` checks for a
+    run trained below the physical range) against :math:`p^n` across the bulk: the flow's, :math:`q^*`'s (the
+    method's bias), the band :math:`p^n \pm` ``tolerance`` :math:`s_n` on the checked points, and the error
+    estimate :math:`p^n \pm (\text{bias} + G_n \epsilon)` there."""
+    problem = frame.problem
+    coefficients = exact.coefficients
+    checks = _certificate_alphas(problem)
+    use_exact = exact.available(list(_levels(couplings)) + checks)
+    flow = None if use_exact else (lambda a: (lambda x: _q(log_density, x, a)))
+    fit = _small_coupling_fit(exact, log_density, couplings, _union_bulk(exact, flow, checks), BULK_POINTS, use_exact)
+    order = problem.order
+    figure = _figure(4.6 * (order + 1), 4.0)
+    axes = figure.subplots(1, order + 1, squeeze=False)[0]
+    label, logarithmic = _axis(frame)
+    x = fit.x
+    wide = logarithmic and x.max() > 10 * x.min()
+    factor = x if wide else np.ones_like(x)
+    with np.errstate(all="ignore"):
+        for n, ax in enumerate(axes):
+            target = coefficients(n, x)
+            checked, bias = window_checked(coefficients, fit, n, tolerance)
+            deviation = _window_order_deviation(problem, coefficients, fit, n, tolerance, 0.05, 0.9)
+            # the deviation's unit s_n at each point (its top coupling where p^n vanishes)
+            scale = np.abs(coefficients.scale(n, x, 1.0) * np.where(np.isfinite(fit.top), fit.top, np.nan) ** (
+                (coefficients.leading - n) if coefficients.vanishing[n] and coefficients.leading is not None else 0))
+            ax.plot(x, factor * target, color=_COLORS["p"], lw=1.2, label=rf"$p^{n}$ (symbolic)")
+            band = np.where(checked, tolerance * scale, np.nan)
+            ax.fill_between(x, factor * (target - band), factor * (target + band), color=_COLORS["p"], alpha=0.25, lw=0,
+                            label=f"checked, ±{tolerance:g} $s_{n}$ ({deviation.coverage:.0%} of the bulk)")
+            if bias is not None:
+                estimate = np.where(checked, (bias + fit.gain[n] * fit.error) * scale, np.nan)
+                ax.plot(x, factor * (target + estimate), color="gray", lw=0.8, ls=":", label="error estimate: bias + $G_n$ × flow's error")
+                ax.plot(x, factor * (target - estimate), color="gray", lw=0.8, ls=":")
+                ax.plot(x, factor * fit.exact[n], color=_COLORS["exact"], lw=2.4, alpha=0.6, label=rf"$q^{{*{n}}}$ extracted (method's bias)")
+            name = rf"$q^{n}$ extracted (flow)"
+            if deviation.extractable:
+                name += f", median deviation {deviation.median_relative_deviation:.2%}"
+            ax.plot(x, factor * fit.extracted[n], color=_COLORS["flow"], lw=1.2, ls="-.", label=name)
+            reach = factor * (scale if coefficients.vanishing[n] else target)
+            reach = reach[np.isfinite(reach)]
+            if reach.size:
+                low, high = min(float(reach.min()), -float(reach.max()) if coefficients.vanishing[n] else 0.0), max(float(reach.max()), 0.0)
+                pad = 0.25 * max(high - low, 1e-300)
+                ax.set_ylim(low - pad, high + pad)
+            if wide:
+                ax.set_xscale("log")
+            ax.set_xlabel(label)
+            ax.set_ylabel(f"{label} × coefficient" if wide else "coefficient")
+            ax.set_title(rf"order $\alpha^{n}$", loc="left")
+            if not deviation.extractable:
+                ax.set_title("not extractable at these couplings", loc="right", color="tab:red", fontsize="small")
+            ax.grid(True, which="major", alpha=0.3)
+            ax.legend(loc="best", fontsize="small")
+    figure.suptitle(f"{problem.name}: coefficients by a fit in α at small couplings, from {couplings[0]:g}")
+    return _save(figure, path)
+
+
 def _series(history: Sequence[Mapping[str, Any]], key: str) -> tuple[np.ndarray, np.ndarray]:
     pairs = [(float(h["step"]), float(h[key])) for h in history if h.get(key) is not None and "step" in h]
     pairs = [(s, v) for s, v in pairs if math.isfinite(v)]
@@ -240,8 +298,9 @@ def plot_report(
     history: Sequence[Mapping[str, Any]] | None = None,
     alphas: Sequence[float] | None = None,
     *,
-    tolerance: float = 0.02,
+    tolerance: float | None = None,
     distance: bool = False,
+    couplings: tuple[float, float] | None = None,
 ) -> list[Path]:
     r"""Writes the verification plots as PNG files.
 
@@ -268,9 +327,13 @@ def plot_report(
             (``main`` or ``refine``), ``validation``, ``excess_loss``, ``total_variation``.
         alphas: Couplings of ``densities.png``; default :math:`\alpha_{min}`, middle (0.118 when
             inside the range), :math:`\alpha_{max}`.
-        tolerance: The verification's tolerance, drawn as the coefficient band.
+        tolerance: The verification's tolerance, drawn as the coefficient band (default, as
+            :func:`~renorm.runtime.verify`'s: 0.02 over the physical range, 0.01 at small couplings).
         distance: ``log_density`` takes the distance to the singular endpoint, not :math:`x`
             (:meth:`~renorm.runtime.Run.log_density_distance`).
+        couplings: The couplings the density is defined at (a run's :attr:`~renorm.runtime.Run.couplings`):
+            reaching below the physical range, ``coefficients.png`` shows the fit at small couplings
+            that :func:`~renorm.runtime.verify` checks there.
 
     Returns:
         The paths written.
@@ -282,9 +345,12 @@ def plot_report(
     exact = _Exact.of(problem)
     checks = [float(a) for a in (_certificate_alphas(problem) if alphas is None else alphas)]
     has_exact = exact.available(list(_nodes(problem, None)) + checks + _certificate_alphas(problem))
+    window = couplings is not None and float(couplings[0]) < problem.coupling_range[0]
+    tolerance = (0.01 if window else 0.02) if tolerance is None else float(tolerance)
     paths = [
         _densities(frame, exact, log_density, checks, has_exact, out / "densities.png"),
-        _coefficients(frame, exact, log_density, has_exact, tolerance, out / "coefficients.png"),
+        _window_coefficients(frame, exact, log_density, (float(couplings[0]), float(couplings[1])), tolerance, out / "coefficients.png") if window
+        else _coefficients(frame, exact, log_density, has_exact, tolerance, out / "coefficients.png"),
     ]
     if history:
         paths.append(_training(problem, history, out / "training.png"))

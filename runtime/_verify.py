@@ -1052,15 +1052,23 @@ def _data_fit(problem: Problem, n: int):
     return next((fit for source in problem.data for fit in source.fits if fit.n == n), None)
 
 
+def window_checked(coefficients: _Coefficients, fit: SmallCouplingFit, n: int, tolerance: float) -> tuple[np.ndarray, np.ndarray | None]:
+    r"""Where order ``n`` of a :class:`SmallCouplingFit` is checked: where it was fitted and (with
+    :math:`q^*`) where the same fit's bias on :math:`q^*` is within ``WINDOW_GUARD * tolerance``;
+    and that bias (``None`` without :math:`q^*`)."""
+    checked = np.isfinite(fit.top) & np.isfinite(fit.extracted[n])
+    bias = None
+    if fit.exact is not None:
+        bias = _relative(coefficients, n, fit.exact[n], fit)
+        checked &= bias <= WINDOW_GUARD * tolerance
+    return checked, bias
+
+
 def _window_order_deviation(problem: Problem, coefficients: _Coefficients, fit: SmallCouplingFit, n: int, tolerance: float,
                      max_tolerance: float, min_coverage: float) -> OrderDeviation:
     vanishing = coefficients.vanishing[n]
     scale_name = f"alpha_top^({coefficients.leading}-n) p^{coefficients.leading}" if vanishing and coefficients.leading is not None else "p^n"
-    # checked where fitted and (with q*) where the same fit's bias on q* is within the guard
-    checked = np.isfinite(fit.top) & np.isfinite(fit.extracted[n])
-    if fit.exact is not None:
-        bias_values = _relative(coefficients, n, fit.exact[n], fit)
-        checked &= bias_values <= WINDOW_GUARD * tolerance
+    checked, bias_values = window_checked(coefficients, fit, n, tolerance)
     if not checked.any() or (vanishing and coefficients.leading is None):
         return OrderDeviation(n, math.nan, math.nan, scale_name, False, None, 0)
     x = fit.x[checked]

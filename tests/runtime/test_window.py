@@ -111,6 +111,22 @@ def windowed(tmp_path_factory):
     return out
 
 
+def test_the_plot_of_a_windowed_run_shows_the_fit_verify_checks(windowed, monkeypatch):
+    from renorm.runtime import _plot
+
+    seen = []
+
+    def spy(exact, log_density, couplings, *rest):
+        seen.append(couplings)
+        return _small_coupling_fit(exact, log_density, couplings, *rest)
+
+    _small_coupling_fit = _plot._small_coupling_fit
+    monkeypatch.setattr(_plot, "_small_coupling_fit", spy)
+    assert main(["plot", str(windowed)]) == 0
+    assert seen == [pytest.approx((1e-3, 0.3))]
+    assert (windowed / "coefficients.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_a_windowed_run_covers_its_couplings_and_refuses_others(windowed, capsys):
     run = load_run(windowed)
     assert run.couplings == pytest.approx((1e-3, 0.3))
