@@ -162,26 +162,31 @@ def _coefficients(frame: Frame, exact: _Exact, log_density: LogDensity, has_exac
             deviation = _order_deviation(problem, exact, coefficients, log_density, n, x_range, None, alphas, 64)
             name += f", median deviation {deviation.median_relative_deviation:.2%}"
         ax.plot(x, factor * extracted, color=_COLORS["flow"], lw=1.2, ls="-.", label=name)
-        # the fit's extrapolation leaves the scale outside the checked range: the target and the
-        # deviation's scale s_n set it (s_n is the leading term where p^n vanishes)
-        reach = factor * (scale if coefficients.vanishing[n] else target)
-        reach = reach[np.isfinite(reach)]
-        if reach.size:
-            low, high = min(float(reach.min()), -float(reach.max()) if coefficients.vanishing[n] else 0.0), max(float(reach.max()), 0.0)
-            pad = 0.25 * max(high - low, 1e-300)
-            ax.set_ylim(low - pad, high + pad)
-        if wide:
-            ax.set_xscale("log")
-        ax.set_xlabel(label)
-        ax.set_ylabel(f"{label} × coefficient" if wide else "coefficient")
-        ax.set_title(rf"order $\alpha^{n}$", loc="left")
-        if not extractable:
-            ax.set_title("not extractable in this coupling range", loc="right", color="tab:red", fontsize="small")
-        ax.grid(True, which="major", alpha=0.3)
-        ax.legend(loc="best", fontsize="small")
+        _finish_panel(ax, n, factor * (scale if coefficients.vanishing[n] else target), coefficients.vanishing[n], wide, label,
+                      "" if extractable else "not extractable in this coupling range")
     lo, hi = problem.coupling_range
     figure.suptitle(f"{problem.name}: coefficients by a fit in α over [{lo:g}, {hi:g}]")
     return _save(figure, path)
+
+
+def _finish_panel(ax: Any, n: int, reach: np.ndarray, vanishing: bool, wide: bool, label: str, failure: str) -> None:
+    r"""Limits, axes and legend of a coefficient panel. A fit's extrapolation leaves the scale outside
+    the checked points, so ``reach`` sets it: the target, or where :math:`p^n` vanishes the
+    deviation's scale :math:`s_n` (the leading term), on both sides of 0."""
+    reach = reach[np.isfinite(reach)]
+    if reach.size:
+        low, high = min(float(reach.min()), -float(reach.max()) if vanishing else 0.0), max(float(reach.max()), 0.0)
+        pad = 0.25 * max(high - low, 1e-300)
+        ax.set_ylim(low - pad, high + pad)
+    if wide:
+        ax.set_xscale("log")
+    ax.set_xlabel(label)
+    ax.set_ylabel(f"{label} × coefficient" if wide else "coefficient")
+    ax.set_title(rf"order $\alpha^{n}$", loc="left")
+    if failure:
+        ax.set_title(failure, loc="right", color="tab:red", fontsize="small")
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(loc="best", fontsize="small")
 
 
 def _window_coefficients(frame: Frame, exact: _Exact, log_density: LogDensity, couplings: tuple[float, float], tolerance: float, path: Path) -> Path:
@@ -223,21 +228,8 @@ def _window_coefficients(frame: Frame, exact: _Exact, log_density: LogDensity, c
             if deviation.extractable:
                 name += f", median deviation {deviation.median_relative_deviation:.2%}"
             ax.plot(x, factor * fit.extracted[n], color=_COLORS["flow"], lw=1.2, ls="-.", label=name)
-            reach = factor * (scale if coefficients.vanishing[n] else target)
-            reach = reach[np.isfinite(reach)]
-            if reach.size:
-                low, high = min(float(reach.min()), -float(reach.max()) if coefficients.vanishing[n] else 0.0), max(float(reach.max()), 0.0)
-                pad = 0.25 * max(high - low, 1e-300)
-                ax.set_ylim(low - pad, high + pad)
-            if wide:
-                ax.set_xscale("log")
-            ax.set_xlabel(label)
-            ax.set_ylabel(f"{label} × coefficient" if wide else "coefficient")
-            ax.set_title(rf"order $\alpha^{n}$", loc="left")
-            if not deviation.extractable:
-                ax.set_title("not extractable at these couplings", loc="right", color="tab:red", fontsize="small")
-            ax.grid(True, which="major", alpha=0.3)
-            ax.legend(loc="best", fontsize="small")
+            _finish_panel(ax, n, factor * (scale if coefficients.vanishing[n] else target), coefficients.vanishing[n], wide, label,
+                          "" if deviation.extractable else "not extractable at these couplings")
     figure.suptitle(f"{problem.name}: coefficients by a fit in α at small couplings, from {couplings[0]:g}")
     return _save(figure, path)
 
