@@ -71,10 +71,10 @@ def _region(problem) -> str:
 
 
 def solve(args: argparse.Namespace, problem) -> int:
-    from renorm.symbolic import ExactMinimizer, MultiMinimizer, NotNormalizableError, marginal_problem, multi_matched_order
+    from renorm.symbolic import ExactMinimizer, MultiMinimizer, NotNormalizableError, RenormError, marginal_problem, multi_matched_order
 
     x = points(problem, args.x)
-    marginal_x = np.unique(x[:, 0])
+    marginal_x, second_x = np.unique(x[:, 0]), np.unique(x[:, 1])
     minimizer = MultiMinimizer(problem)
     found = _solve_each(minimizer, args.alpha)
     order = multi_matched_order(problem)
@@ -92,22 +92,31 @@ def solve(args: argparse.Namespace, problem) -> int:
         except NotNormalizableError:
             return None
 
+    second_why = None
+    try:
+        for v in second_x:
+            problem.outer_intervals(float(v))
+    except RenormError as error:
+        second_why = str(error)
+
     rows = []
     for alpha, s, reason in found:
         if s is None:
             rows.append({"alpha": alpha, "lagrange_multiplier": None, "normalization": None, "loss": None, "q": None, "p": None,
-                         "marginal_q": None, "marginal_q_of_marginal_target": None, "error": reason})
+                         "marginal_q": None, "marginal_q_of_marginal_target": None, "marginal_q_2": None, "error": reason})
             continue
         one_d = reduced_q(alpha)
         rows.append({"alpha": alpha, "lagrange_multiplier": s.lagrange_multiplier, "normalization": s.normalization, "loss": s.loss,
                      "q": _numbers(s.q(x[:, 0], x[:, 1])), "p": _numbers(minimizer.p(x[:, 0], x[:, 1], alpha)),
                      "marginal_q": _numbers(s.marginal(0, marginal_x)),
-                     "marginal_q_of_marginal_target": None if one_d is None else _numbers(one_d), "error": None})
-    first = problem.variables[0].name
+                     "marginal_q_of_marginal_target": None if one_d is None else _numbers(one_d),
+                     "marginal_q_2": None if second_why else _numbers(s.marginal(1, second_x)), "error": None})
+    first, second = problem.variables[0].name, problem.variables[1].name
     if args.json:
         _print_json({"name": problem.name, "f": problem.f_kind, "variables": [v.name for v in problem.variables], "x": _pairs(x),
                     "marginal": {"variable": first, "x": _numbers(marginal_x), "target": None if reduced is None else str(reduced.density),
                                  "reason": why or None},
+                    "marginal_2": {"variable": second, "x": _numbers(second_x), "reason": second_why},
                     "matched_order": _matched(order, problem), "couplings": rows})
         return 1 if reasons else 0
     from renorm.symbolic import one_line
@@ -125,6 +134,11 @@ def solve(args: argparse.Namespace, problem) -> int:
             for i, v in enumerate(marginal_x):
                 other = f"{one_d[i]:14.6g}" if one_d is not None else f"{'-':>14}"
                 print(f"{row['alpha']:8.4g} {first} = {v:<10.4g} {row['marginal_q'][i]:14.6g} {other}")
+    print(f"marginal in {second}: int q* d{first} (2D q*)" + (f" (not available: {second_why})" if second_why else ""))
+    for row in rows:
+        if row["error"] is None and row["marginal_q_2"] is not None:
+            for i, v in enumerate(second_x):
+                print(f"{row['alpha']:8.4g} {second} = {v:<10.4g} {row['marginal_q_2'][i]:14.6g}")
     trend = ", ".join(f"{e:.3g}" for e in order.exponents)
     detail = f" (q* - p^N ~ alpha^s at the bulk points; local s as alpha -> 0: {trend})" if order.exponents else ""
     print(f"matched order: {order.describe(problem.order)}{detail}")

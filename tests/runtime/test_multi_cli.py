@@ -3,6 +3,7 @@ r"""``renorm expand`` and ``renorm solve`` on targets in two variables; the comm
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -34,7 +35,20 @@ def test_solve_json_carries_both_coordinates_and_the_marginals(capsys):
     assert data["marginal"]["x"] == [0.01, 0.1] and row["marginal_q"] == pytest.approx(solution.marginal(0, np.array([0.01, 0.1])).tolist(), rel=1e-9)
     # the 1D q* of the marginal target is a different function (README: report both)
     assert row["marginal_q_of_marginal_target"][0] == pytest.approx(19.224, rel=1e-3) and row["marginal_q"][0] == pytest.approx(23.974, rel=1e-3)
+    # and in l2, over l1 in [l2, sqrt(l2)]
+    assert data["marginal_2"] == {"variable": "l2", "x": [0.001, 0.05], "reason": None}
+    assert row["marginal_q_2"] == pytest.approx(solution.marginal(1, np.array([0.001, 0.05])).tolist(), rel=1e-9)
     assert data["matched_order"]["order"] == 1
+
+
+def test_solve_says_why_a_marginal_in_the_second_variable_is_missing(tmp_path, capsys):
+    spec = tmp_path / "s.toml"
+    spec.write_text(Path(PAIR).read_text().replace('region = "l1**2 <= l2 <= l1"', 'region = "l2 <= -E*l1*log(l1)"')
+                    .replace('density = "alpha*CF/pi*(1 + (1 - l1**2/l2)**2)/(l1*l2)"', 'density = "(1 + alpha*(l1 - 1/2))"')
+                    .replace('singular = ["lower", "lower"]', 'singular = "none"').replace('f = "log"', 'f = "linear"'))
+    data = _json(capsys, "solve", str(spec), "--alpha", "0.1", "--x", "0.5,0.5")
+    assert not schema.errors(data, "solve-2d")
+    assert "none of the solutions SymPy found" in data["marginal_2"]["reason"] and data["couplings"][0]["marginal_q_2"] is None
 
 
 def test_solve_text_says_which_variables_and_why_no_marginal(capsys):
