@@ -184,8 +184,8 @@ def print_report(report) -> None:
     r"""A :class:`~renorm.runtime._plane_verify.PlaneVerifyReport` as ``renorm verify`` prints it."""
     names = ", ".join(report.variables)
     print(f"verification: {'PASSED' if report.passed else 'FAILED'} (tolerance {report.tolerance:g} on the median relative deviation per order, "
-          f"in ({names}) and in the marginal of {report.variables[0]})")
-    for kind, orders in (("", report.orders), ("marginal ", report.marginal_orders)):
+          f"in ({names}) and in the marginals of {' and '.join(report.variables)})")
+    for kind, orders in (("", report.orders), ("marginal ", report.marginal_orders), ("marginal ", report.second_marginal_orders)):
         for order in orders:
             target = order.target.replace("^n", f"^{order.n}")
             if not order.extractable:

@@ -43,7 +43,8 @@ class PlaneOrderDeviation:
 
     Attributes:
         n: The order.
-        target: ``"p^n"`` (the density in both variables) or ``"int p^n dx2"`` (its marginal in :math:`x_1`).
+        target: ``"p^n"`` (the density in both variables), ``"int p^n dx2"`` (its marginal in :math:`x_1`)
+            or ``"int p^n dx1"`` (in :math:`x_2`), with the problem's variable names.
         median_relative_deviation, max_relative_deviation: Of :math:`|q^n - p^n| / s_n` over the checked points.
         scale: What :math:`s_n` is: :math:`|p^n|`, or where :math:`p^n` vanishes,
             :math:`\alpha_{max}^{m-n}|p^m|` with :math:`m` the leading order.
@@ -55,7 +56,7 @@ class PlaneOrderDeviation:
         bias: Median over the checked points of the same fit's deviation on :math:`q^*`.
         margin: ``1 - median / tolerance``; negative fails.
         box: Per variable, the span of the checked points.
-        resolution: For the marginal: the largest relative difference, on the checked points,
+        resolution: For the marginal in :math:`x_1`: the largest relative difference, on the checked points,
             between the latent rule the flow's marginal is computed with and :math:`q^*`'s
             adaptive marginal, both applied to :math:`q^*`.
         degrees: The lowest and highest degree in α of the fits at the checked points.
@@ -85,6 +86,8 @@ class PlaneVerifyReport:
         variables: The names of :math:`x_1, x_2`.
         orders: One :class:`PlaneOrderDeviation` per :math:`n \le N`, in both variables.
         marginal_orders: The same for the marginal in :math:`x_1` (empty where the marginal target has no closed form).
+        second_marginal_orders: The same for the marginal in :math:`x_2` (empty where :math:`\int p^n dx_1` is not finite,
+            or the region's bounds cannot be inverted for :math:`x_1`).
         certificate: :class:`~renorm.runtime.PlaneCertificate` at :math:`\alpha_{min}`, the middle coupling and :math:`\alpha_{max}`.
         minimum_density: Smallest :math:`q` on the bulk grid at those couplings.
         tolerance, threshold, normalization_tolerance: As in :func:`verify_plane`.
@@ -103,12 +106,14 @@ class PlaneVerifyReport:
     normalization_tolerance: float
     checks: list[Check] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    second_marginal_orders: list[PlaneOrderDeviation] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return json_safe({
             "passed": self.passed, "variables": self.variables, "tolerance": self.tolerance, "threshold": self.threshold,
             "normalization_tolerance": self.normalization_tolerance, "orders": [asdict(o) for o in self.orders],
             "marginal": {"variable": self.variables[0], "orders": [asdict(o) for o in self.marginal_orders]},
+            "marginal_2": {"variable": self.variables[1], "orders": [asdict(o) for o in self.second_marginal_orders]},
             "couplings": [row.to_json() for row in self.certificate], "minimum_density": self.minimum_density,
             "checks": [asdict(c) for c in self.checks], "notes": self.notes,
         })
@@ -223,6 +228,46 @@ def _marginal(problem: MultiProblem, log_density: PlaneLogDensity, plane_map: Pl
     return at, resolution, ""
 
 
+def _second_marginal(problem: MultiProblem, log_density: PlaneLogDensity, bulk: np.ndarray, alphas: np.ndarray) -> tuple[_AtNodes | None, str]:
+    r"""The marginals in :math:`x_2` of the density, of p, of its :math:`p^n` and of q*, by adaptive quadrature
+    over the :math:`x_1` intervals the region holds (:meth:`~renorm.symbolic.MultiProblem.outer_intervals`), at
+    ``MARGINAL_POINTS`` points across the span in :math:`x_2` of the ``bulk`` points (spaced in the log distance to
+    a singular face); ``None`` and why where an integral over :math:`x_1` is not finite or the region cannot be inverted."""
+    (a2, b2) = problem.support_floats[1]
+    singular = problem.singular[1]
+    lo, hi = float(bulk.min()), float(bulk.max())
+    if singular == "lower":
+        x2 = a2 + np.geomspace(lo - a2, hi - a2, MARGINAL_POINTS)
+    elif singular == "upper":
+        x2 = b2 - np.geomspace(b2 - hi, b2 - lo, MARGINAL_POINTS)
+    else:
+        x2 = np.linspace(lo, hi, MARGINAL_POINTS)
+    try:
+        for v in x2:
+            problem.outer_intervals(float(v))
+    except RenormError as error:
+        return None, str(error)
+    solutions = _solutions(problem, tuple(float(a) for a in alphas))
+    minimizer = solutions[0].minimizer
+    terms = multi_coefficients(problem)
+    first = problem.variables[0]
+    with np.errstate(all="ignore"):
+        coefficients = np.stack([minimizer.marginal(lambda a, b, term=numeric(term, problem.variables): np.broadcast_to(term(a, b), a.shape).astype(float), 1, x2)
+                                 for term in terms])
+        if not np.isfinite(coefficients).all():
+            return None, f"the integral of p over {first} is not finite"
+        target = np.stack([minimizer.marginal(lambda a, b, alpha=alpha: minimizer.p(a, b, alpha), 1, x2) for alpha in alphas])
+
+        def flow(a: np.ndarray, b: np.ndarray, alpha: float) -> np.ndarray:
+            return np.exp(_log_values(log_density, np.stack([a.ravel(), b.ravel()], -1), alpha)).reshape(a.shape)
+
+        # the flow's marginal to 1e-8: far below the tolerance, and each round evaluates the flow
+        density = np.stack([minimizer.marginal(lambda a, b, alpha=alpha: flow(a, b, alpha), 1, x2, rtol=1e-8) for alpha in alphas])
+    exact = np.stack([s.marginal(1, x2) for s in solutions])
+    vanishing = [bool(sp.simplify(term) == 0) for term in terms]
+    return _AtNodes(density, exact, target, coefficients, vanishing, np.full(x2.shape, 1.0 / x2.size), x2[:, None]), ""
+
+
 def marginal_rule(problem: MultiProblem, plane_map: PlaneMap, x1: np.ndarray, flow: PlaneFlow | None = None):
     r"""``rule(log_density, alpha)``: the marginal density in :math:`x_1` at the points ``x1`` of a
     density in two variables, by Gauss–Legendre quadrature (:func:`latent_rule`) in the inner
@@ -262,7 +307,9 @@ def verify_plane(problem: MultiProblem, log_density: PlaneLogDensity, *, toleran
     :math:`|q^n - p^n| / |p^n|` (or, for an order whose :math:`p^n` vanishes, against the leading
     term). The marginal in :math:`x_1` is checked the same way against the coefficients of
     :math:`\int p\, dx_2` (:func:`~renorm.symbolic.marginal_problem`) on 41 points over the bulk in
-    :math:`y_1`.
+    :math:`y_1`, and the marginal in :math:`x_2` against :math:`\int p^n dx_1`, all by adaptive
+    quadrature over the :math:`x_1` intervals the region holds, on 41 points across the bulk's span in
+    :math:`x_2` (where an integral over :math:`x_1` is not finite, a note says so).
 
     ``passed`` requires at least one order of the density compared on at least 1% of the bulk,
     median deviation :math:`\le` ``tolerance`` for every compared order and marginal order,
@@ -308,11 +355,17 @@ def verify_plane(problem: MultiProblem, log_density: PlaneLogDensity, *, toleran
             order, ok = _order(marginal, n, alphas, marginal_degrees, threshold, tolerance, f"int p^n d{problem.variables[1]}")
             worst = float(resolution[ok].max()) if ok.any() else None
             marginal_orders.append(PlaneOrderDeviation(**{**asdict(order), "resolution": worst}))
-    if problem.region:
-        notes.append(f"the marginal in {problem.variables[1]} of a region cut by bounds on it is not checked")
+    second, why = _second_marginal(problem, log_density, at.points[:, 1], alphas)
+    second_orders = []
+    if second is None:
+        notes.append(f"the marginal in {problem.variables[1]} is not checked: {why}")
+    else:
+        second_degrees = _degrees(second, alphas, problem.order)
+        second_orders = [_order(second, n, alphas, second_degrees, threshold, tolerance, f"int p^n d{problem.variables[0]}")[0]
+                         for n in range(problem.order + 1)]
 
     checks = [_order_check(o, tolerance, problem) for o in orders]
-    checks += [_order_check(o, tolerance, problem, "marginal ") for o in marginal_orders]
+    checks += [_order_check(o, tolerance, problem, "marginal ") for o in marginal_orders + second_orders]
     minimum = float(min(np.exp(_log_values(log_density, at.points, a)).min() for a in checks_alphas))
     checks += [
         Check("normalization", True, all(abs(r.normalization - 1) <= normalization_tolerance for r in rows),
@@ -334,7 +387,7 @@ def verify_plane(problem: MultiProblem, log_density: PlaneLogDensity, *, toleran
         notes.append("no order of the density was compared with p^n: nothing perturbative was verified, so verification fails")
     passed = bool(compared) and all(c.passed for c in checks if c.ran)
     return PlaneVerifyReport(passed, [v.name for v in problem.variables], orders, marginal_orders, rows, minimum, float(tolerance),
-                             threshold, float(normalization_tolerance), checks, notes)
+                             threshold, float(normalization_tolerance), checks, notes, second_orders)
 
 
 def _order_check(order: PlaneOrderDeviation, tolerance: float, problem: MultiProblem, kind: str = "") -> Check:

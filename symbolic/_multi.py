@@ -551,8 +551,8 @@ class MultiMinimizer:
         r""":math:`L[q_\lambda] = \iint w|f(q_\lambda) - f(p)|^2` (``inf`` if it diverges)."""
         return self.rule(lambda x1, x2: self.loss_density(x1, x2, alpha, self.log_q(x1, x2, alpha, lam)), rtol=1e-8)[0]
 
-    def marginal(self, density: Callable[[np.ndarray, np.ndarray], np.ndarray], axis: int, points: np.ndarray) -> np.ndarray:
-        r"""The marginal of ``density`` in variable ``axis`` at ``points``, each integral adapted to 1e-10.
+    def marginal(self, density: Callable[[np.ndarray, np.ndarray], np.ndarray], axis: int, points: np.ndarray, rtol: float = 1e-10) -> np.ndarray:
+        r"""The marginal of ``density`` in variable ``axis`` at ``points``, each integral adapted to ``rtol``.
 
         The marginal in :math:`x_2` integrates over the :math:`x_1` intervals the region holds at
         each point (:meth:`MultiProblem.outer_intervals`), resolving the singular face of :math:`x_1`
@@ -560,7 +560,7 @@ class MultiMinimizer:
         """
         points = np.asarray(points, dtype=float)
         if axis == 0:
-            return self.inner_integrals(density, points.ravel(), rtol=1e-10).values.reshape(points.shape)
+            return self.inner_integrals(density, points.ravel(), rtol=rtol).values.reshape(points.shape)
         flat = points.ravel()
         (a1, b1), _ = self.problem.support_floats
         singular = self.problem.singular[0]
@@ -570,7 +570,7 @@ class MultiMinimizer:
         owner = np.array([k for k, _, _ in pieces])
         maps = [quadrature_map((lo, hi), "lower" if singular == "lower" and lo == a1 else "upper" if singular == "upper" and hi == b1 else "none")
                 for _, lo, hi in pieces]
-        batch = support_quadratures(lambda x1, piece: density(x1, _columns(flat[owner[piece]], x1.shape)), maps, rtol=1e-10)
+        batch = support_quadratures(lambda x1, piece: density(x1, _columns(flat[owner[piece]], x1.shape)), maps, rtol=rtol)
         return np.bincount(owner, batch.values, flat.size).reshape(points.shape)
 
     def solve(self, alpha: float, guess: float | None = None, loss: bool = True) -> MultiSolution:

@@ -79,7 +79,11 @@ def test_run_verifies_and_plots_and_a_short_training_fails_at_order_one(running)
     assert q0["median_relative_deviation"] < 0.02 < q1["median_relative_deviation"] and q1["bias"] < 1e-12
     assert q0["degrees"] == q1["degrees"] == [1, 1]
     assert code == 1 and report["passed"] is False
-    assert [c["name"] for c in report["checks"] if c["ran"] and not c["passed"]] == ["q^1 vs p^1"]
+    # the marginal in x2, 1 + alpha (x2 - 1/2), is checked too and carries the same error in alpha
+    second = report["marginal_2"]["orders"]
+    assert report["marginal_2"]["variable"] == "x2" and all(o["extractable"] for o in second)
+    assert second[1]["median_relative_deviation"] > 0.02 and second[1]["degrees"] == [1, 1]
+    assert [c["name"] for c in report["checks"] if c["ran"] and not c["passed"]] == ["q^1 vs p^1", "marginal q^1 vs int p^1 dx1"]
     assert any("the integral of p over x2, '2*x1', does not depend on alpha" in note for note in report["notes"])
     assert json.loads((out / "report.json").read_text()) == report
     assert sorted(Path(p).name for p in data["plots"]) == ["densities.png", "marginals.png", "training.png"]

@@ -46,9 +46,11 @@ def test_q_star_passes_with_the_fit_bias_as_its_deviation(pair):
     problem, solved = pair
     report = verify_plane(problem, density(solved), nodes=NODES)
     assert report.passed and not schema.errors(report.to_json(), "verify-2d")
-    for order in report.orders + report.marginal_orders:
+    for order in report.orders + report.marginal_orders + report.second_marginal_orders:
         assert order.extractable and order.median_relative_deviation == pytest.approx(order.bias, rel=0.1, abs=1e-6)
-        assert order.median_relative_deviation < 5e-3 and 0.2 < order.coverage <= 0.6
+        # the marginal in l2 is checked on fewer of its points (measured 12% and 7%): at small l2 its l1
+        # interval [l2, sqrt(l2)] reaches the corner, where q* is not p
+        assert order.median_relative_deviation < 5e-3 and (0.2 if order.target != "int p^n dl1" else 0.05) < order.coverage <= 0.6
         # q* is not p across the bulk: the fit's degree, chosen per point, lies between N and N + 2
         assert problem.order <= order.degrees[0] <= order.degrees[1] <= problem.order + 2
     q1 = report.orders[1]
@@ -57,7 +59,8 @@ def test_q_star_passes_with_the_fit_bias_as_its_deviation(pair):
     assert report.marginal_orders[1].resolution < 1e-6
     for row in report.certificate:
         assert row.total_variation < 1e-12 and abs(row.normalization - 1) < 1e-3
-    assert any("marginal in l2" in note for note in report.notes)
+    assert [o.target for o in report.second_marginal_orders] == ["int p^n dl1"] * 2
+    assert not any("marginal" in note for note in report.notes)
 
 
 @pytest.mark.parametrize("size, passes", [(0.005, True), (0.04, False)])
@@ -77,8 +80,9 @@ def test_a_density_off_by_a_factor_fails_q1_and_its_normalization(pair):
     assert not report.passed
     assert report.orders[1].median_relative_deviation == pytest.approx(0.5, abs=0.01)
     assert report.marginal_orders[1].median_relative_deviation == pytest.approx(0.5, abs=0.01)
+    assert report.second_marginal_orders[1].median_relative_deviation == pytest.approx(0.5, abs=0.01)
     failed = {c.name for c in report.checks if c.ran and not c.passed}
-    assert {"q^1 vs p^1", "marginal q^1 vs int p^1 dl2", "normalization"} <= failed
+    assert {"q^1 vs p^1", "marginal q^1 vs int p^1 dl2", "marginal q^1 vs int p^1 dl1", "normalization"} <= failed
 
 
 @pytest.mark.parametrize("name", ["angularity_pair", "emission_ll"] + (["emission_theta_z"] if FULL else []))
@@ -97,7 +101,7 @@ def test_nothing_extractable_is_never_a_pass(pair):
     # as for the emission in (theta, z) on [0.05, 0.3]: q* is nowhere within the threshold of p at every coupling
     problem, solved = pair
     report = verify_plane(problem, density(solved), threshold=1e-9, nodes=NODES)
-    assert not report.passed and not any(o.extractable for o in report.orders + report.marginal_orders)
+    assert not report.passed and not any(o.extractable for o in report.orders + report.marginal_orders + report.second_marginal_orders)
     assert next(c for c in report.checks if c.name.startswith("distance to q*")).passed
     assert any("no order of the density was compared with p^n" in note for note in report.notes)
 
