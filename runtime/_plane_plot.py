@@ -8,7 +8,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from matplotlib.colors import LogNorm, TwoSlopeNorm
 
-from renorm.symbolic import ExactMinimizer, MultiProblem, NotNormalizableError, marginal_problem
+from renorm.symbolic import ExactMinimizer, MultiProblem, NotNormalizableError, RenormError, marginal_problem
 
 from ._plane import PlaneFlow, PlaneMap, problem_interval
 from ._plane_train import PlaneLogDensity, _log_values, _solutions, _spans
@@ -78,39 +78,62 @@ def _heat_maps(problem: MultiProblem, log_density: PlaneLogDensity, alphas: Sequ
 
 def _marginals(problem: MultiProblem, log_density: PlaneLogDensity, plane_map: PlaneMap, flow: PlaneFlow | None, alphas: Sequence[float],
                path: Path) -> Path:
-    r"""The marginal in :math:`x_1` of the flow and of q*, the 1D q* of the marginal target, and :math:`\int p\, dx_2`, with q/q* below."""
-    span = _axes_range(problem, alphas)[0]
-    x1 = _axis_points(problem, 0, span, 81)
+    r"""The marginal in :math:`x_1` of the flow and of q*, the 1D q* of the marginal target, and :math:`\int p\, dx_2`,
+    with q/q* below; and under them the marginal in :math:`x_2` of the flow, of q* and :math:`\int p\, dx_1`."""
+    spans = _axes_range(problem, alphas)
+    x1, x2 = (_axis_points(problem, k, spans[k], 81) for k in range(2))
     rule = marginal_rule(problem, plane_map, x1, flow)
     reduced, why = marginal_problem(problem)
     one_d = ExactMinimizer(reduced) if reduced is not None else None
+    try:
+        for v in x2:
+            problem.outer_intervals(float(v))
+        second_why = ""
+    except RenormError as error:
+        second_why = str(error)
     names = [v.name for v in problem.variables]
-    figure = _figure(4.2 * len(alphas), 6.0)
-    axes = figure.subplots(2, len(alphas), squeeze=False, sharex=True, height_ratios=[3, 1])
+    figure = _figure(4.2 * len(alphas), 11.0)
+    axes = figure.subplots(4, len(alphas), squeeze=False, height_ratios=[3, 1, 3, 1])
     for j, solution in enumerate(_solutions(problem, tuple(alphas))):
-        flow, exact = rule(log_density, solution.alpha), solution.marginal(0, x1)
-        ax, below = axes[0][j], axes[1][j]
-        ax.plot(x1, flow, color=_COLORS["flow"], lw=1.4, label="flow")
-        ax.plot(x1, exact, color=_COLORS["exact"], lw=1.0, ls="--", label="q* (2D), integrated")
-        if one_d is not None:
-            ax.plot(x1, one_d.p(x1, solution.alpha), color=_COLORS["p"], lw=0.8, label=f"int p d{names[1]}")
-            try:
-                ax.plot(x1, one_d.solve(solution.alpha).q(x1), color="tab:green", lw=0.8, ls=":", label="1D q* of the marginal target")
-            except NotNormalizableError:
-                pass
-        below.plot(x1, flow / exact, color=_COLORS["flow"], lw=1.0)
-        below.axhline(1.0, color="gray", lw=0.6)
-        for a in (ax, below):
-            a.set_xscale("log" if _logarithmic(problem, 0) else "linear")
-            a.grid(True, which="major", alpha=0.3)
-        ax.set_yscale("log")
-        ax.set_title(f"$\\alpha$ = {solution.alpha:g}", fontsize="small")
-        ax.legend(loc="best", fontsize="x-small")
-        below.set_xlabel(names[0])
-        below.set_ylabel("flow / q*")
+        minimizer, alpha = solution.minimizer, solution.alpha
+        flow, exact = rule(log_density, alpha), solution.marginal(0, x1)
+        curves = [(axes[0][j], axes[1][j], 0, x1, flow, exact, None)]
+        if not second_why:
+            def density(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+                return np.exp(_log_values(log_density, np.stack([a.ravel(), b.ravel()], -1), alpha)).reshape(a.shape)
+
+            with np.errstate(all="ignore"):
+                target = minimizer.marginal(lambda a, b: minimizer.p(a, b, alpha), 1, x2)
+            curves.append((axes[2][j], axes[3][j], 1, x2, minimizer.marginal(density, 1, x2, rtol=1e-8), solution.marginal(1, x2),
+                           target if np.isfinite(target).all() else None))
+        for ax, below, k, x, values, star, target in curves:
+            ax.plot(x, values, color=_COLORS["flow"], lw=1.4, label="flow")
+            ax.plot(x, star, color=_COLORS["exact"], lw=1.0, ls="--", label="q* (2D), integrated")
+            if k == 0 and one_d is not None:
+                ax.plot(x, one_d.p(x, alpha), color=_COLORS["p"], lw=0.8, label=f"int p d{names[1]}")
+                try:
+                    ax.plot(x, one_d.solve(alpha).q(x), color="tab:green", lw=0.8, ls=":", label="1D q* of the marginal target")
+                except NotNormalizableError:
+                    pass
+            if k == 1 and target is not None:
+                ax.plot(x, target, color=_COLORS["p"], lw=0.8, label=f"int p d{names[0]}")
+            below.plot(x, values / star, color=_COLORS["flow"], lw=1.0)
+            below.axhline(1.0, color="gray", lw=0.6)
+            for a in (ax, below):
+                a.set_xscale("log" if _logarithmic(problem, k) else "linear")
+                a.grid(True, which="major", alpha=0.3)
+            ax.set_yscale("log")
+            ax.set_title(f"$\\alpha$ = {alpha:g}", fontsize="small")
+            ax.legend(loc="best", fontsize="x-small")
+            below.set_xlabel(names[k])
+            below.set_ylabel("flow / q*")
     axes[0][0].set_ylabel(f"marginal density in {names[0]}")
+    axes[2][0].set_ylabel(f"marginal density in {names[1]}")
+    if second_why:
+        for ax in axes[2]:
+            ax.set_title(f"not available: {second_why}", fontsize="x-small", color="tab:red", wrap=True)
     note = "" if reduced is not None else f" (no 1D target: {why})"
-    figure.suptitle(f"{problem.name}: marginal in {names[0]}{note}")
+    figure.suptitle(f"{problem.name}: marginals in {names[0]}{note} and in {names[1]}")
     return _save(figure, path)
 
 
@@ -126,7 +149,9 @@ def plot_plane_report(problem: MultiProblem, log_density: PlaneLogDensity, out_d
     - ``marginals.png``: the marginal in :math:`x_1` of the flow (Gauss–Legendre in the inner
       latent coordinate) and of :math:`q^*` (adaptive quadrature), with the target's marginal
       :math:`\int p\,dx_2` and the 1D :math:`q^*` of that marginal target where it has a closed
-      form (the two :math:`q^*` differ: see the README), and their ratio.
+      form (the two :math:`q^*` differ: see the README), and their ratio; below, the marginal in
+      :math:`x_2` of the flow, of :math:`q^*` and :math:`\int p\,dx_1` where it is finite (adaptive
+      quadrature over the region's :math:`x_1` intervals), and its ratio.
     - ``training.png``, when ``history`` is given (as in one variable).
 
     Arguments:
