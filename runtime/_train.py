@@ -587,9 +587,6 @@ def _spec_copy(problem: Problem, directory: Path) -> None:
         if source.resolve() != target.resolve():
             write_atomic(target, source.read_text(encoding="utf-8"))
         return
-    if isinstance(problem, MultiProblem):  # no TOML writer for two variables yet: reading the run needs --spec
-        target.unlink(missing_ok=True)
-        return
     try:
         text = to_toml(problem)
     except RenormError:

@@ -771,7 +771,9 @@ def to_toml(problem: Problem) -> str:
     r"""The problem as a TOML spec: data that :func:`load_spec` reads back to the same problem.
 
     Constants are already substituted, so the text has none. A run directory stores its
-    problem this way (a Python spec's code never goes into it).
+    problem this way (a Python spec's code never goes into it). A problem in two variables
+    (:class:`~renorm.symbolic.MultiProblem`) is written with its box, and its region as one
+    bound on :math:`x_2` per comparison.
 
     Raises:
         SpecError: If the text does not read back to the same problem (its hash differs), e.g.
@@ -780,16 +782,26 @@ def to_toml(problem: Problem) -> str:
     from ._matching import matching_function  # it imports this module for Problem
 
     f = matching_function(problem).spec
+    if isinstance(problem, Problem):
+        variables = [f"x = {_toml_string(problem.x.name)}"]
+        box = [f"support = [{', '.join(_toml_string(sp.sstr(e)) for e in problem.support)}]", f"singular = {_toml_string(problem.singular)}"]
+    else:
+        x2 = problem.variables[1].name
+        variables = [f"x = [{', '.join(_toml_string(v.name) for v in problem.variables)}]"]
+        box = [f"support = [{', '.join('[' + ', '.join(_toml_string(sp.sstr(e)) for e in ends) + ']' for ends in problem.support)}]",
+               f"singular = [{', '.join(_toml_string(side) for side in problem.singular)}]"]
+        if problem.region:
+            bounds = (f"{x2} {'>=' if b.side == 'lower' else '<='} {sp.sstr(b.expr)}" for b in problem.region)
+            box.append(f"region = [{', '.join(_toml_string(text) for text in bounds)}]")
     lines = [
         "# The problem of a renorm-flows run, stored as data (constants substituted).",
         *(f"# density fitted from {one_line(source.describe())}" for source in problem.data),
         f"name = {_toml_string(problem.name)}",
         "",
         "[target]",
-        f"x = {_toml_string(problem.x.name)}",
+        *variables,
         f"alpha = {_toml_string(problem.coupling.name)}",
-        f"support = [{', '.join(_toml_string(sp.sstr(e)) for e in problem.support)}]",
-        f"singular = {_toml_string(problem.singular)}",
+        *box,
         f"order = {problem.order}",
         f"density = {_toml_string(sp.sstr(problem.density))}",
         "",

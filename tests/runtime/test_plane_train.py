@@ -172,3 +172,14 @@ def test_resume_continues_a_run_and_another_spec_is_refused(tmp_path):
     assert again.step == 9
     with pytest.raises(RenormError, match="another spec"):
         load_run(tmp_path / "r", load_spec(EXAMPLES / "angularity_lo.toml"))
+
+
+def test_a_run_of_a_problem_built_in_python_stores_it_as_toml(tmp_path):
+    from renorm.symbolic import load_spec, make_multi_problem
+
+    problem = make_multi_problem(name="built", x=["x1", "x2"], singular="none", density="c*x1*(1 + alpha*(x2 - 1/2))", constants={"c": "2"}, f="linear")
+    out = tmp_path / "run"
+    train(problem, out, TrainConfig(epochs=2, refine=0, plane_points=16, plane_couplings=2), progress=False)
+    # the run directory holds data only, and reads back without the spec
+    assert load_spec(out / "spec.toml").sha256 == problem.sha256
+    assert load_run(out).problem.sha256 == problem.sha256

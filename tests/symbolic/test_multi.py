@@ -240,3 +240,23 @@ def test_the_hash_depends_on_the_region():
     a = _problem("alpha/(l1*l2)", x=("l1", "l2"), region="l2 <= l1")
     b = _problem("alpha/(l1*l2)", x=("l1", "l2"), region="l1**2 <= l2")
     assert a.sha256 != b.sha256 and a.sha256 == _problem("alpha/(l1*l2)", x=("l1", "l2"), region="l2 <= l1").sha256
+
+
+@pytest.mark.parametrize("build", [
+    lambda: load_spec(EXAMPLES / "multi" / "angularity_pair.toml"),
+    lambda: load_spec(EXAMPLES / "multi" / "emission_theta_z.toml"),
+    lambda: load_spec(EXAMPLES / "multi" / "emission_ll.toml"),
+    # built in Python: constants in the density and in the region, an upper face, a half-line
+    lambda: make_multi_problem(name="built", x=["u", "v"], support=[["0", "1"], ["-oo", "2"]], singular=["upper", "none"],
+                               density="c*alpha*exp(v - 2)/(1 - u)**(1/2)", region=["v <= 2 - k*u", "v >= -9"],
+                               constants={"c": "3/7", "k": "1/4"}, f="linear", training={"epochs": 7}),
+])
+def test_a_problem_in_two_variables_is_written_as_toml_that_reads_back_to_it(build, tmp_path):
+    from renorm.symbolic import to_toml
+
+    problem = build()
+    path = tmp_path / "again.toml"
+    path.write_text(to_toml(problem))
+    again = load_spec(path)
+    assert isinstance(again, MultiProblem) and again.sha256 == problem.sha256 and again.training == problem.training
+    assert [(b.side, b.expr) for b in again.region] == [(b.side, b.expr) for b in problem.region]
