@@ -122,11 +122,13 @@ def _adapt(fn: Callable[[np.ndarray, np.ndarray], np.ndarray], left: np.ndarray,
     integrals in one call of ``fn``.
     """
     value, error, floor = _panels(lambda u: fn(u, owner), left, right)
-    failed = np.bincount(owner, ~np.isfinite(value), count) > 0
+    failed = np.zeros(count, dtype=bool)
+    failed[owner[~np.isfinite(value)]] = True
     # an integral within tolerance, out of panels or failed is never refined again
     open_ = ~failed
+    every = np.arange(count + 1)
     while True:
-        bounds = np.concatenate([[0], np.cumsum(np.bincount(owner, minlength=count))])
+        bounds = np.searchsorted(owner, every)
         chosen = []
         for k in np.flatnonzero(open_):
             # the same float64 operations as for one integral alone
@@ -150,14 +152,18 @@ def _adapt(fn: Callable[[np.ndarray, np.ndarray], np.ndarray], left: np.ndarray,
         new_left, new_right = np.concatenate([left[split], mid]), np.concatenate([mid, right[split]])
         new_owner = np.concatenate([owner[split], owner[split]])
         new_value, new_error, new_floor = _panels(lambda u: fn(u, new_owner), new_left, new_right)
-        failed |= np.bincount(new_owner, ~np.isfinite(new_value), count) > 0
-        open_ &= ~failed
+        bad = ~np.isfinite(new_value)
+        if bad.any():
+            failed[new_owner[bad]] = True
+            open_ &= ~failed
         keep = np.ones(left.size, dtype=bool)
         keep[split] = False
-        # regroup by owner, each owner's kept panels before its new ones
-        regroup = np.argsort(np.concatenate([owner[keep], new_owner]), kind="stable")
-        left, right, owner, value, error, floor = (np.concatenate([a[keep], b])[regroup] for a, b in (
-            (left, new_left), (right, new_right), (owner, new_owner), (value, new_value), (error, new_error), (floor, new_floor)))
+        left, right, owner = np.concatenate([left[keep], new_left]), np.concatenate([right[keep], new_right]), np.concatenate([owner[keep], new_owner])
+        value, error, floor = np.concatenate([value[keep], new_value]), np.concatenate([error[keep], new_error]), np.concatenate([floor[keep], new_floor])
+        if count > 1:
+            # regroup by owner, each owner's kept panels before its new ones (one owner: already so)
+            regroup = np.argsort(owner, kind="stable")
+            left, right, owner, value, error, floor = left[regroup], right[regroup], owner[regroup], value[regroup], error[regroup], floor[regroup]
     return _Panels(left, right, value, error, owner, failed)
 
 
@@ -193,7 +199,7 @@ def integrate_support(
 ) -> float:
     r""":math:`\int dx\, g(x)` over the support through ``mapping``; ``inf`` if it does not converge
     (see :func:`support_quadratures`)."""
-    return float(support_quadratures(lambda x, owner: fn(x), [mapping], breakpoints, rtol, tails).values[0])
+    return float(support_quadratures(lambda x, owner: fn(x), [mapping], breakpoints, rtol, tails, nodes=False).values[0])
 
 
 @dataclass(frozen=True)
@@ -247,6 +253,7 @@ def support_quadratures(
     rtol: float = 1e-13,
     tails: bool = True,
     atol: float = 0.0,
+    nodes: bool = True,
 ) -> SupportBatch:
     r""":math:`\int dx\, g_k(x)` over the support of each ``maps[k]``, all adapted at once.
 
@@ -263,6 +270,7 @@ def support_quadratures(
 
     Arguments:
         breakpoints: Latent points (shared by every map) where the integrands are not smooth.
+        nodes: Whether to return the nodes and weights too (else the batch holds none).
     """
     count = len(maps)
     breakpoints = np.asarray(breakpoints, dtype=float)
@@ -301,6 +309,8 @@ def support_quadratures(
         tail = (cut_lo & (panels.left < lo + TAIL_WIDTH)) | (cut_hi & (panels.left > hi - TAIL_WIDTH))
         diverges |= np.abs(np.bincount(panels.owner, np.where(tail, panels.value, 0.0), count)) > TAIL_TOLERANCE * np.maximum(1.0, np.abs(values))
     values[diverges] = math.inf
+    if not nodes:
+        return SupportBatch(values, np.empty(0), np.empty(0), np.zeros(count + 1, dtype=int))
     # the nodes of the integrals that converged, grouped by integral
     used = ~diverges[panels.owner]
     half = 0.5 * (panels.right - panels.left)[used]
