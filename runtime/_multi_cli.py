@@ -82,15 +82,23 @@ def solve(args: argparse.Namespace, problem) -> int:
     if len(reasons) == len(found):
         raise NotNormalizableError(f"{reasons[0]} (matched order {order.describe(problem.order)})")
     reduced, why = marginal_problem(problem)
-    reduced_minimizer = ExactMinimizer(reduced) if reduced is not None else None
+    second_reduced, second_target_why = marginal_problem(problem, 1)
 
-    def reduced_q(alpha: float) -> np.ndarray | None:
-        if reduced_minimizer is None:
-            return None
-        try:
-            return reduced_minimizer.solve(alpha).q(marginal_x)
-        except NotNormalizableError:
-            return None
+    def reduced_q(marginal, points: np.ndarray):
+        r"""The 1D q* of a marginal target at ``points``, per coupling (None where it has none)."""
+        minimizer = ExactMinimizer(marginal) if marginal is not None else None
+
+        def at(alpha: float) -> np.ndarray | None:
+            if minimizer is None:
+                return None
+            try:
+                return minimizer.solve(alpha).q(points)
+            except NotNormalizableError:
+                return None
+
+        return at
+
+    first_q, second_q = reduced_q(reduced, marginal_x), reduced_q(second_reduced, second_x)
 
     second_why = None
     try:
@@ -103,20 +111,23 @@ def solve(args: argparse.Namespace, problem) -> int:
     for alpha, s, reason in found:
         if s is None:
             rows.append({"alpha": alpha, "lagrange_multiplier": None, "normalization": None, "loss": None, "q": None, "p": None,
-                         "marginal_q": None, "marginal_q_of_marginal_target": None, "marginal_q_2": None, "error": reason})
+                         "marginal_q": None, "marginal_q_of_marginal_target": None, "marginal_q_2": None,
+                         "marginal_q_2_of_marginal_target": None, "error": reason})
             continue
-        one_d = reduced_q(alpha)
+        one_d, second_one_d = first_q(alpha), second_q(alpha)
         rows.append({"alpha": alpha, "lagrange_multiplier": s.lagrange_multiplier, "normalization": s.normalization, "loss": s.loss,
                      "q": _numbers(s.q(x[:, 0], x[:, 1])), "p": _numbers(minimizer.p(x[:, 0], x[:, 1], alpha)),
                      "marginal_q": _numbers(s.marginal(0, marginal_x)),
                      "marginal_q_of_marginal_target": None if one_d is None else _numbers(one_d),
-                     "marginal_q_2": None if second_why else _numbers(s.marginal(1, second_x)), "error": None})
+                     "marginal_q_2": None if second_why else _numbers(s.marginal(1, second_x)),
+                     "marginal_q_2_of_marginal_target": None if second_one_d is None else _numbers(second_one_d), "error": None})
     first, second = problem.variables[0].name, problem.variables[1].name
     if args.json:
         _print_json({"name": problem.name, "f": problem.f_kind, "variables": [v.name for v in problem.variables], "x": _pairs(x),
                     "marginal": {"variable": first, "x": _numbers(marginal_x), "target": None if reduced is None else str(reduced.density),
                                  "reason": why or None},
-                    "marginal_2": {"variable": second, "x": _numbers(second_x), "reason": second_why},
+                    "marginal_2": {"variable": second, "x": _numbers(second_x), "reason": second_why,
+                                   "target": None if second_reduced is None else str(second_reduced.density), "target_reason": second_target_why or None},
                     "matched_order": _matched(order, problem), "couplings": rows})
         return 1 if reasons else 0
     from renorm.symbolic import one_line
@@ -134,11 +145,17 @@ def solve(args: argparse.Namespace, problem) -> int:
             for i, v in enumerate(marginal_x):
                 other = f"{one_d[i]:14.6g}" if one_d is not None else f"{'-':>14}"
                 print(f"{row['alpha']:8.4g} {first} = {v:<10.4g} {row['marginal_q'][i]:14.6g} {other}")
-    print(f"marginal in {second}: int q* d{first} (2D q*)" + (f" (not available: {second_why})" if second_why else ""))
+    if second_why:
+        print(f"marginal in {second}: not available: {second_why}")
+    else:
+        print(f"marginal in {second}: int q* d{first} (2D q*) against the 1D q* of the marginal target int p d{first}"
+              + ("" if second_reduced is not None else f" (not available: {second_target_why})"))
     for row in rows:
         if row["error"] is None and row["marginal_q_2"] is not None:
+            one_d = row["marginal_q_2_of_marginal_target"]
             for i, v in enumerate(second_x):
-                print(f"{row['alpha']:8.4g} {second} = {v:<10.4g} {row['marginal_q_2'][i]:14.6g}")
+                other = f"{one_d[i]:14.6g}" if one_d is not None else f"{'-':>14}"
+                print(f"{row['alpha']:8.4g} {second} = {v:<10.4g} {row['marginal_q_2'][i]:14.6g} {other}")
     trend = ", ".join(f"{e:.3g}" for e in order.exponents)
     detail = f" (q* - p^N ~ alpha^s at the bulk points; local s as alpha -> 0: {trend})" if order.exponents else ""
     print(f"matched order: {order.describe(problem.order)}{detail}")

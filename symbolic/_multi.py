@@ -145,12 +145,7 @@ class MultiProblem:
         x1, t = self.variables[0], sp.Dummy("t", real=True)
         out = []
         for bound in self.region:
-            def invert(bound: Bound = bound) -> list[sp.Expr] | None:
-                try:
-                    return sp.solve(sp.Eq(bound.expr, t), x1)
-                except NotImplementedError:
-                    return None
-            branches = within(LIMITS.seconds, invert, None)
+            branches = within(LIMITS.seconds, lambda bound=bound: _solutions(bound.expr, x1, t), None)
             if branches is None:
                 return [], f"SymPy cannot solve the region's bound {bound.text!r} for {x1}"
             out.append((numeric(bound.expr, (x1,)), [numeric(branch, (t,)) for branch in branches]))
@@ -172,16 +167,23 @@ class MultiProblem:
         scan = np.sort(mapping.from_latent(np.linspace(*mapping.latent_range(), 4001)))
         scan = scan[(scan > a1) & (scan < b1)]
         cuts = [a1, b1]
+        from scipy.optimize import brentq  # imported at the first use, as everywhere on the command line's path
+
         with np.errstate(all="ignore"):
             for h, branches in inverses:
-                roots = [r for r in (_real(branch(np.float64(x2))) for branch in branches)
-                         if a1 < r < b1 and math.isclose(float(h(np.float64(r))), x2, rel_tol=1e-9, abs_tol=1e-300)]
+                gap = lambda v, h=h: float(h(np.float64(v))) - x2
                 side = np.sign(np.asarray(h(scan), dtype=float) - x2)
-                for i in np.flatnonzero(side[:-1] * side[1:] < 0):
-                    if not any(scan[i] <= r <= scan[i + 1] for r in roots):
-                        raise RenormError(f"the region's bound of {self.variables[1]} crosses {self.variables[1]} = {x2:g} near {self.variables[0]} = {scan[i]:.6g}, "
+                # the crossings the scan sees, to full precision (a branch can lose digits, as 1 - sqrt(1 - t) does)
+                crossings = [brentq(gap, scan[i], scan[i + 1], xtol=1e-300, rtol=8 * np.finfo(float).eps) for i in np.flatnonzero(side[:-1] * side[1:] < 0)]
+                values = [r for r in (_real(branch(np.float64(x2))) for branch in branches) if a1 < r < b1]
+                near = lambda r, c: abs(r - c) <= 1e-2 * max(abs(r), abs(c))
+                for c in crossings:
+                    if not any(near(r, c) for r in values):
+                        raise RenormError(f"the region's bound of {self.variables[1]} crosses {self.variables[1]} = {x2:g} near {self.variables[0]} = {c:.6g}, "
                                           "where none of the solutions SymPy found for it lies")
-                cuts += roots
+                # and the crossings only a branch sees (two within one cell of the scan)
+                cuts += crossings + [r for r in values if not any(near(r, c) for c in crossings)
+                                     and math.isclose(gap(r) + x2, x2, rel_tol=1e-9, abs_tol=1e-300)]
         cuts = sorted(set(cuts))
         out: list[tuple[float, float]] = []
         for lo, hi in zip(cuts[:-1], cuts[1:]):
@@ -410,6 +412,55 @@ class MultiSolution:
         return self.minimizer.marginal(lambda x1, x2: self.q(x1, x2), axis, points)
 
 
+def _outer_limits(problem: MultiProblem) -> tuple[tuple[sp.Expr, sp.Expr] | None, str]:
+    r"""The :math:`x_1` interval the region holds at each :math:`x_2`, as two expressions in :math:`x_2`:
+    per side, the box's end or the one inverse branch of a bound that matches
+    :meth:`MultiProblem.outer_intervals` at 9 points across the support of :math:`x_2` (``None`` and why otherwise)."""
+    x1, x2 = problem.variables
+    (a1, b1), (a2, b2) = problem.support
+    t = sp.Dummy("t", real=True)
+    candidates = [a1, b1]
+    for bound in problem.region:
+        branches = within(LIMITS.seconds, lambda bound=bound: _solutions(bound.expr, x1, t), None)
+        if branches is None:
+            return None, f"SymPy cannot solve the region's bound {bound.text!r} for {x1}"
+        candidates += [branch.subs(t, x2) for branch in branches]
+    lo2, hi2 = problem.support_floats[1]
+    mapping = quadrature_map((lo2, hi2), problem.singular[1])
+    u_lo, u_hi = mapping.latent_range()
+    probes = np.sort(mapping.from_latent(np.linspace(max(u_lo, -40.0), min(u_hi, 40.0), 11)[1:-1]))
+    try:
+        intervals = [problem.outer_intervals(float(v)) for v in probes]
+    except RenormError as error:
+        return None, str(error)
+    if any(len(found) != 1 for found in intervals):
+        return None, f"the region holds more or fewer than one {x1} interval at some {x2}"
+    numeric_candidates = [(c, numeric(sp.sympify(c), (x2,))) for c in candidates]
+    limits = []
+    for side in range(2):
+        ends = np.array([found[0][side] for found in intervals])
+        match = None
+        for expr, fn in numeric_candidates:
+            with np.errstate(all="ignore"):
+                values = np.broadcast_to(np.asarray(fn(probes), dtype=complex), probes.shape)
+            # identification only (the limit used is the exact expression): a branch may lose digits in float64
+            if np.allclose(values.real, ends, rtol=1e-3, atol=0) and np.allclose(values.imag, 0, atol=1e-12):
+                match = sp.sympify(expr)
+                break
+        if match is None:
+            return None, f"the {'lower' if side == 0 else 'upper'} end of the {x1} interval is not one expression in {x2}"
+        limits.append(match)
+    return (limits[0], limits[1]), ""
+
+
+def _solutions(expr: sp.Expr, x: sp.Symbol, t: sp.Symbol) -> list[sp.Expr] | None:
+    r"""SymPy's solutions of ``expr = t`` for ``x`` (``None`` where it cannot solve)."""
+    try:
+        return sp.solve(sp.Eq(expr, t), x)
+    except NotImplementedError:
+        return None
+
+
 def _real(value: Any) -> float:
     r"""A branch's value as a real number (NaN where it is complex or not finite)."""
     value = complex(np.asarray(value).item())
@@ -634,35 +685,47 @@ def multi_matched_order(problem: MultiProblem, steps: int = 10) -> MatchedOrder:
                          lambda alpha, lam: minimizer.deviation(x1, x2, alpha, lam), steps)
 
 
-def marginal_problem(problem: MultiProblem) -> tuple[Problem | None, str]:
-    r"""The one-dimensional problem of the target's marginal in :math:`x_1`, :math:`\int p\, dx_2`,
-    with the same :math:`f` and (if it does not depend on :math:`x_2`) the same weight.
+def marginal_problem(problem: MultiProblem, axis: int = 0) -> tuple[Problem | None, str]:
+    r"""The one-dimensional problem of the target's marginal in variable ``axis``: :math:`\int p\, dx_2`
+    (``axis = 0``) or :math:`\int p\, dx_1` (``axis = 1``), with the same :math:`f` and (if it does
+    not depend on the variable integrated out) the same weight.
+
+    In :math:`x_1` the limits are the region's bounds on :math:`x_2`. In :math:`x_2` they are the
+    inverse branches of those bounds that :meth:`MultiProblem.outer_intervals` finds, checked to be the
+    one :math:`x_1` interval the region holds at 9 points across the support of :math:`x_2`.
 
     Returns:
-        ``(problem, "")``, or ``(None, reason)`` where SymPy cannot integrate the target over
-        :math:`x_2` in closed form, the integral diverges, or the weight depends on :math:`x_2`.
+        ``(problem, "")``, or ``(None, reason)`` where SymPy cannot integrate the target in closed
+        form, the integral diverges, the weight depends on the variable integrated out, or (in
+        :math:`x_2`) the limits are not one pair of inverse branches.
     """
     x1, x2 = problem.variables
-    if x2 in problem.weight.free_symbols:
-        return None, f"the weight depends on {x2}, so the marginal problem has no weight of its own"
-    (a2, b2) = problem.support[1]
-    lower = [b.expr for b in problem.region if b.side == "lower"]
-    upper = [b.expr for b in problem.region if b.side == "upper"]
-    if len(lower) > 1 or len(upper) > 1:
-        return None, "the region has several bounds on one side"
-    lo = lower[0] if lower else a2
-    hi = upper[0] if upper else b2
-    integral = within(LIMITS.seconds, lambda: sp.integrate(problem.density, (x2, lo, hi)), None)
+    kept, out = (x1, x2) if axis == 0 else (x2, x1)
+    if out in problem.weight.free_symbols:
+        return None, f"the weight depends on {out}, so the marginal problem has no weight of its own"
+    if axis == 0:
+        (a2, b2) = problem.support[1]
+        lower = [b.expr for b in problem.region if b.side == "lower"]
+        upper = [b.expr for b in problem.region if b.side == "upper"]
+        if len(lower) > 1 or len(upper) > 1:
+            return None, "the region has several bounds on one side"
+        lo = lower[0] if lower else a2
+        hi = upper[0] if upper else b2
+    else:
+        limits, why = _outer_limits(problem)
+        if limits is None:
+            return None, why
+        lo, hi = limits
+    integral = within(LIMITS.seconds, lambda: sp.integrate(problem.density, (out, lo, hi)), None)
     if integral is None or integral.has(sp.Integral, sp.oo, -sp.oo, sp.zoo, sp.nan):
-        return None, f"the integral of p over {x2} is {'not finite' if integral is not None and not integral.has(sp.Integral) else 'not found in closed form'}"
+        return None, f"the integral of p over {out} is {'not finite' if integral is not None and not integral.has(sp.Integral) else 'not found in closed form'}"
     integral = sp.simplify(integral)
     if problem.coupling not in integral.free_symbols:
-        return None, f"the integral of p over {x2}, {_short(sp.sstr(integral))}, does not depend on {problem.coupling}: there is no expansion in it to match"
-    a1, b1 = problem.support[0]
+        return None, f"the integral of p over {out}, {_short(sp.sstr(integral))}, does not depend on {problem.coupling}: there is no expansion in it to match"
     try:
         marginal = make_problem(
-            name=f"{problem.name}.marginal", density=integral, x=x1, coupling=problem.coupling,
-            support=(a1, b1), singular=problem.singular[0], order=problem.order, f=problem.f, weight=problem.weight,
+            name=f"{problem.name}.marginal{'' if axis == 0 else '2'}", density=integral, x=kept, coupling=problem.coupling,
+            support=problem.support[axis], singular=problem.singular[axis], order=problem.order, f=problem.f, weight=problem.weight,
             coupling_range=problem.coupling_range)
     except RenormError as error:
         return None, str(error)

@@ -164,6 +164,34 @@ def test_marginal_in_the_second_variable_of_the_pair_against_mpmath(alpha):
     assert float(total) == pytest.approx(1.0, abs=1e-9)
 
 
+def test_the_marginal_target_in_the_second_variable_and_its_1d_q_star():
+    # beta = 2: int p dl1 over [l2, sqrt(l2)], limits from the bounds' inverse branches; checked by mpmath,
+    # and, as for beta = 1, the 1D q* of that marginal target is not the marginal of the 2D q*
+    problem = load_spec(EXAMPLES / "multi" / "angularity_pair.toml")
+    reduced, reason = marginal_problem(problem, 1)
+    assert reason == "" and reduced.x.name == "l2" and reduced.singular == "lower"
+    density = ExactMinimizer(reduced).p
+    for v in (1e-6, 1e-3, 0.2, 0.9):
+        v = mp.mpf(v)
+        reference = mp.quad(lambda l1: mp.mpf("0.118") * CF / mp.pi * (1 + (1 - l1**2 / v) ** 2) / (l1 * v), [v, mp.sqrt(v)])
+        assert float(density(np.array([float(v)]), 0.118)[0]) == pytest.approx(float(reference), rel=1e-12)
+    solution = MultiMinimizer(problem).solve(0.118)
+    l2 = np.array([1e-4, 0.05])
+    two_d, one_d = solution.marginal(1, l2), ExactMinimizer(reduced).solve(0.118).q(l2)
+    assert abs(two_d[0] / one_d[0] - 1) > 0.3 and abs(two_d[1] / one_d[1] - 1) > 0.005
+    # a region whose x1 interval is not one branch of a bound at every x2 has no such target
+    wedge = _problem("1 + alpha*x1", x=("x1", "x2"), singular="none", region="x2 <= 4*x1*(1 - x1)", f="linear")
+    reduced, reason = marginal_problem(wedge, 1)
+    # int (1 + alpha x1) over the two roots (1 -+ sqrt(1 - x2))/2 is sqrt(1 - x2) (1 + alpha/2)
+    x2 = np.array([1e-9, 0.3, 0.99])
+    assert reason == "" and ExactMinimizer(reduced).p(x2, 0.2) == pytest.approx(np.sqrt(1 - x2) * 1.1, rel=1e-13)
+    # near the corner the root (1 - sqrt(1 - x2))/2 loses digits in float64; the interval's ends do not
+    ((lo, hi),) = wedge.outer_intervals(3e-13)
+    assert lo == pytest.approx(float((1 - mp.sqrt(1 - mp.mpf(3e-13))) / 2), rel=1e-12)
+    loop = _problem("1 + alpha*x1", x=("x1", "x2"), singular="none", region="x2 <= -E*x1*log(x1)", f="linear")
+    assert "none of the solutions SymPy found" in marginal_problem(loop, 1)[1]
+
+
 def test_marginal_in_the_second_variable_where_the_bound_has_two_branches():
     # x2 <= 4 x1 (1 - x1): at fixed x2, x1 runs between the two roots (1 -+ sqrt(1 - x2))/2, and
     # q* = p = (3/2)(1 + alpha (x1 - 1/2)) integrates to (3/2) sqrt(1 - x2) there
