@@ -153,8 +153,9 @@ class MultiProblem:
 
     def outer_intervals(self, x2: float) -> list[tuple[float, float]]:
         r"""The intervals of :math:`x_1` where the region holds the point :math:`x_2`: the box's
-        :math:`x_1` range cut where a bound crosses :math:`x_2` (its inverse branches, cross-checked by
-        a scan in the quadrature variable of :math:`x_1` for crossings they miss).
+        :math:`x_1` range cut where a bound crosses :math:`x_2`. The crossings come from a scan in the
+        quadrature variable of :math:`x_1`, refined to full precision, each confirmed by one of the
+        bound's inverse branches (which also supply crossings too close together for the scan).
 
         Raises:
             RenormError: If a bound cannot be inverted, or crosses :math:`x_2` where no branch says so.
