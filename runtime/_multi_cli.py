@@ -71,7 +71,7 @@ def _region(problem) -> str:
 
 
 def solve(args: argparse.Namespace, problem) -> int:
-    from renorm.symbolic import ExactMinimizer, MultiMinimizer, NotNormalizableError, RenormError, marginal_problem, multi_matched_order
+    from renorm.symbolic import ExactMinimizer, MultiMinimizer, NotNormalizableError, marginal_problem, multi_matched_order
 
     x = points(problem, args.x)
     marginal_x, second_x = np.unique(x[:, 0]), np.unique(x[:, 1])
@@ -100,12 +100,7 @@ def solve(args: argparse.Namespace, problem) -> int:
 
     first_q, second_q = reduced_q(reduced, marginal_x), reduced_q(second_reduced, second_x)
 
-    second_why = None
-    try:
-        for v in second_x:
-            problem.outer_intervals(float(v))
-    except RenormError as error:
-        second_why = str(error)
+    second_why = problem.second_marginal_refusal(second_x) or None
 
     rows = []
     for alpha, s, reason in found:

@@ -8,7 +8,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from matplotlib.colors import LogNorm, TwoSlopeNorm
 
-from renorm.symbolic import ExactMinimizer, MultiProblem, NotNormalizableError, RenormError, marginal_problem
+from renorm.symbolic import ExactMinimizer, MultiProblem, NotNormalizableError, marginal_problem
 
 from ._plane import PlaneFlow, PlaneMap, problem_interval
 from ._plane_train import PlaneLogDensity, _log_values, _solutions, _spans
@@ -85,12 +85,7 @@ def _marginals(problem: MultiProblem, log_density: PlaneLogDensity, plane_map: P
     rule = marginal_rule(problem, plane_map, x1, flow)
     reduced, why = marginal_problem(problem)
     one_d = ExactMinimizer(reduced) if reduced is not None else None
-    try:
-        for v in x2:
-            problem.outer_intervals(float(v))
-        second_why = ""
-    except RenormError as error:
-        second_why = str(error)
+    second_why = problem.second_marginal_refusal(x2)
     names = [v.name for v in problem.variables]
     figure = _figure(4.2 * len(alphas), 11.0)
     axes = figure.subplots(4, len(alphas), squeeze=False, height_ratios=[3, 1, 3, 1])

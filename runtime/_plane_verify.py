@@ -242,11 +242,9 @@ def _second_marginal(problem: MultiProblem, log_density: PlaneLogDensity, bulk: 
         x2 = b2 - np.geomspace(b2 - hi, b2 - lo, MARGINAL_POINTS)
     else:
         x2 = np.linspace(lo, hi, MARGINAL_POINTS)
-    try:
-        for v in x2:
-            problem.outer_intervals(float(v))
-    except RenormError as error:
-        return None, str(error)
+    why = problem.second_marginal_refusal(x2)
+    if why:
+        return None, why
     solutions = _solutions(problem, tuple(float(a) for a in alphas))
     minimizer = solutions[0].minimizer
     terms = multi_coefficients(problem)

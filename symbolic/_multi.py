@@ -196,6 +196,16 @@ class MultiProblem:
                     out.append((lo, hi))
         return out
 
+    def second_marginal_refusal(self, x2: np.ndarray) -> str:
+        r"""Why the marginal in :math:`x_2` cannot be taken at the points ``x2`` (:meth:`outer_intervals`
+        refuses one of them), or ``""``."""
+        try:
+            for v in np.asarray(x2, dtype=float).ravel():
+                self.outer_intervals(float(v))
+        except RenormError as error:
+            return str(error)
+        return ""
+
     def contains(self, x1: np.ndarray, x2: np.ndarray) -> np.ndarray:
         r"""Whether points lie strictly inside the box and the region."""
         x1, x2 = np.asarray(x1, dtype=float), np.asarray(x2, dtype=float)
