@@ -49,7 +49,8 @@ def _weights(directory: Path) -> dict[str, torch.Tensor]:
 def _assert_bitwise_equal(one: dict, two: dict) -> None:
     assert one.keys() == two.keys()
     for key in one:
-        assert torch.equal(one[key], two[key]), key
+        # the values in hex, so that a failure says whether it is the last bit or a different run
+        assert torch.equal(one[key], two[key]), (key, [float(v).hex() for v in one[key].flatten()[:4]], [float(v).hex() for v in two[key].flatten()[:4]])
 
 
 def _one_line(capsys) -> str:
