@@ -29,8 +29,9 @@ class TrainConfig:
         epochs: Steps of the main optimizer.
         refine: Then this many L-BFGS steps on the same objective (each up to 20 evaluations
             with a strong-Wolfe line search; needs ``sampling = quadrature``; 0 = off). It
-            stops early once a second grid's objective has not improved for 10 steps, and keeps
-            the best flow. Measured on the angularity: 100 Adam steps then L-BFGS reach a total
+            stops early once a second grid's objective has not improved for 10 steps (with the
+            window it takes all its steps: there the objective stalls and improves again), and
+            keeps the best flow. Measured on the angularity: 100 Adam steps then L-BFGS reach a total
             variation 17-55x smaller than the seed's 2000 Adam steps, 7x faster (README).
         lr: Adam's learning rate (cosine-annealed to ``lr * 1e-2`` when ``schedule = cosine``).
         optimizer: ``adam`` or ``lbfgs`` (full-batch, needs ``sampling = quadrature``).
@@ -46,8 +47,8 @@ class TrainConfig:
             [``alpha_floor``, α_min] below the spec's range, where :func:`~renorm.runtime.verify`
             compares its coefficients with :math:`p^n` (there :math:`q^*` is :math:`p` up to
             corrections below 1e-3 across the bulk). 0 (the default, for now) turns the window off:
-            it still costs the physical range its TV ≤ 1e-3 at α = 0.3, and a trained flow passes
-            the bulk-wide check on one seed of three (README).
+            it has no default floor yet for a spec whose α_min is at or below 1e-3, nor a form in
+            two variables, and two examples do not pass it (README).
         window_points: Coupling nodes in the window (Gauss–Legendre in log α, or its Monte Carlo batch).
         window_weight: The window's weight per unit of log α, relative to the physical range's (1:
             the couplings weighted uniformly in log α across both). Measured on the angularity: at 1 the window's
