@@ -769,9 +769,11 @@ def _check_continuation(state: dict, config: TrainConfig, directory: Path) -> No
     if state["phase"] == "refine" and config.epochs > step:
         raise RenormError(f"{one_line(directory)}: the run is already in its L-BFGS refinement (step {step}); --epochs {config.epochs} "
                           "cannot return it to the main phase (raise --refine instead, or start a new run)")
-    if _Best.from_state(state["best"], _patience(config)).stopped:
-        raise RenormError(f"{one_line(directory)}: the run's refinement stopped at step {step} ({_Best.PATIENCE} steps without improvement on "
-                          "the validation grid, or a failed line search): more steps would not change the flow; start a new run to train differently")
+    patience = _patience(config)
+    if _Best.from_state(state["best"], patience).stopped:
+        why = "a failed line search" if patience is None else f"{patience} steps without improvement on the validation grid, or a failed line search"
+        raise RenormError(f"{one_line(directory)}: the run's refinement stopped at step {step} ({why}): more steps would not change the flow; "
+                          "start a new run to train differently")
 
 
 class _Trainer:
@@ -1016,7 +1018,7 @@ class _Best:
         return {"value": self.value, "state": self.state, "stale": self.stale, "halted": self.stopped}
 
     @classmethod
-    def from_state(cls, state: dict | None, patience: int | None = PATIENCE) -> "_Best":
+    def from_state(cls, state: dict | None, patience: int | None) -> "_Best":
         if not state:
             return cls(patience=patience)
         # a checkpoint from before "halted" was stopped where its stale count reached the patience of then, 10

@@ -3,6 +3,7 @@ trained ones, and verification of the orders across the bulk at small couplings.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 
@@ -321,8 +322,10 @@ def test_the_window_refines_to_its_last_step(floor, steps, tmp_path, monkeypatch
     assert run.step == steps
     if floor == 0:
         with pytest.raises(RenormError, match="refinement stopped at step 12"):
-            train(_example("angularity_lo"), tmp_path, TrainConfig(**{**config.to_json(), "refine": 30, "hidden": (32, 32)}),
-                  resume=True, progress=False)
+            train(_example("angularity_lo"), tmp_path, dataclasses.replace(config, refine=30), resume=True, progress=False)
+    else:  # not stopped: more steps are taken, not refused
+        more = train(_example("angularity_lo"), tmp_path, dataclasses.replace(config, refine=18), resume=True, progress=False)
+        assert more.step == 2 + 18
 
 
 def test_an_early_stop_from_before_the_halted_flag_stays_stopped():
