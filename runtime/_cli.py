@@ -526,7 +526,7 @@ def _training_options(parser: argparse.ArgumentParser) -> None:
         if isinstance(item.default, tuple):
             parser.add_argument(flag, type=int, nargs="+", metavar="N", help=help)
         else:
-            parser.add_argument(flag, type=type(item.default), choices=choices, help=help)
+            parser.add_argument(flag, type=item.metadata["parse"], choices=choices, help=help)
     parser.add_argument("--force", action="store_true", help="replace a run already in --out")
 
 

@@ -6,6 +6,7 @@ Importing this module loads no torch, so that the command line can build every c
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import math
 from dataclasses import dataclass, field
@@ -13,12 +14,44 @@ from typing import Any
 
 from renorm.symbolic import MAPS, RenormError
 
-__all__ = ["TrainConfig", "TrainingStatus"]
+__all__ = ["TrainConfig", "TrainingStatus", "auto_floor"]
 
 
-def _setting(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any:
-    r"""A field with the help and choices of its command-line flag."""
-    return field(default=default, metadata={"help": help, "choices": choices})
+def _setting(default: Any, help: str, choices: tuple[str, ...] | None = None, parse: Any = None) -> Any:
+    r"""A field with the help, choices and (where it is not the default's type) the parser of its command-line flag."""
+    return field(default=default, metadata={"help": help, "choices": choices, "parse": parse or type(default)})
+
+
+#: ``alpha_floor = auto`` puts the perturbative window's floor a factor :data:`AUTO_LEVER` below
+#: the spec's α_min, and at most at :data:`WINDOW_FLOOR`; where that is below :data:`LOWEST_FLOOR`
+#: there is no window (see :func:`auto_floor`).
+WINDOW_FLOOR = 1e-3
+AUTO_LEVER = 50.0
+LOWEST_FLOOR = 1e-4
+
+
+def auto_floor(alpha_min: float) -> float:
+    r"""The window's floor of ``alpha_floor = auto`` below a spec's α_min (0: no window).
+
+    The factor 50 is the measured window of the angularity, [1e-3, 0.05], over which the flow's
+    orders pass across the bulk. Below 1e-4 there is none: q*'s Sudakov peak moves as
+    :math:`\log x \sim -\sqrt{\pi/\alpha}`, to x ~ 1e-25 at α = 1e-3 and past what float64 holds
+    (1e-308) near α = 1e-5, so the training grid could no longer integrate it; and a physical range
+    that starts below 5e-3 is itself where q* is p to 1e-3 across the bulk, so the fit over it
+    checks the whole bulk without a window.
+    """
+    floor = min(WINDOW_FLOOR, alpha_min / AUTO_LEVER)
+    return floor if floor >= LOWEST_FLOOR else 0.0
+
+
+def _coupling_floor(text: str) -> float | str:
+    r"""``--alpha-floor``: ``auto`` or a number."""
+    if text == "auto":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected auto or a number, got {text!r:.60}") from None
 
 
 @dataclass
@@ -46,9 +79,11 @@ class TrainConfig:
         alpha_floor: The lowest coupling trained: the flow also learns the perturbative window
             [``alpha_floor``, α_min] below the spec's range, where :func:`~renorm.runtime.verify`
             compares its coefficients with :math:`p^n` (there :math:`q^*` is :math:`p` up to
-            corrections below 1e-3 across the bulk). 0 (the default, for now) turns the window off:
-            it has no default floor yet for a spec whose α_min is at or below 1e-3, nor a form in
-            two variables, and two examples do not pass it (README).
+            corrections below 1e-3 across the bulk). ``auto``: :func:`auto_floor` of α_min (1e-3
+            for the examples) where the window applies, that is for a target in one variable,
+            distilled from q* (``mode`` auto or distill, quadrature sampling) and with q* at the
+            floor; 0 otherwise. 0 (the default, for now: README) turns the window off. A run
+            stores the floor it used.
         window_points: Coupling nodes in the window (Gauss–Legendre in log α, or its Monte Carlo batch).
         window_weight: The window's weight per unit of log α, relative to the physical range's (1:
             the couplings weighted uniformly in log α across both). Measured on the angularity: at 1 the window's
@@ -87,8 +122,9 @@ class TrainConfig:
     sampling: str = _setting("quadrature", "deterministic Gauss-Legendre nodes or fresh uniform points each step", ("quadrature", "monte-carlo"))
     x_points: int = _setting(128, "latent quadrature nodes (or the Monte Carlo batch); at least 64")
     alpha_points: int = _setting(32, "coupling nodes over the spec's alpha_range (or the Monte Carlo batch)")
-    alpha_floor: float = _setting(0.0, "lowest coupling trained: a perturbative window [alpha_floor, alpha_min] below the spec's "
-                                        "range, where verify checks the orders across the bulk (0: off)")
+    alpha_floor: float | str = _setting(0.0, "lowest coupling trained: a perturbative window [alpha_floor, alpha_min] below the "
+                                             "spec's range, where verify checks the orders across the bulk (auto: alpha_min/50, at most "
+                                             "1e-3, where the window applies; 0: off)", parse=_coupling_floor)
     window_points: int = _setting(16, "coupling nodes in the perturbative window")
     window_weight: float = _setting(0.15, "the window's weight per unit of log alpha, relative to the physical range's (1: uniform in log alpha)")
     plane_points: int = _setting(64, "for a target in two variables: latent quadrature nodes per coordinate")
@@ -113,14 +149,19 @@ class TrainConfig:
         r"""Refuses settings of the wrong type or out of range (and, with ``devices``, an absent device)."""
         for item in dataclasses.fields(self):
             value, kind = getattr(self, item.name), type(item.default)
-            if item.name == "hidden":
+            if item.name == "alpha_floor" and value == "auto":
+                ok = True
+            elif item.name == "alpha_floor":
+                ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            elif item.name == "hidden":
                 ok = isinstance(value, tuple) and all(isinstance(h, int) and not isinstance(h, bool) for h in value)
             elif kind is float:
                 ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
             else:
                 ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
             if not ok:
-                raise RenormError(f"{item.name} must be a {'tuple of integers' if item.name == 'hidden' else kind.__name__}, got {value!r:.60}")
+                wanted = {"hidden": "a tuple of integers", "alpha_floor": "auto or a number"}.get(item.name, f"a {kind.__name__}")
+                raise RenormError(f"{item.name} must be {wanted}, got {value!r:.60}")
 
         checks = [
             (self.epochs >= 0, f"epochs must be >= 0, got {self.epochs}"),
@@ -142,7 +183,7 @@ class TrainConfig:
             (1 <= len(self.hidden) <= 8 and all(1 <= h <= 1024 for h in self.hidden), f"hidden must be 1 to 8 layers of 1..1024, got {self.hidden}"),
             (self.x_points <= 100_000 and self.alpha_points <= 10_000, "x_points <= 100000 and alpha_points <= 10000 are the limits"),
             (self.taylor_weight >= 0, "taylor_weight must be >= 0"),
-            (0 <= self.alpha_floor < 1, f"alpha_floor must be in [0, 1), got {self.alpha_floor}"),
+            (self.alpha_floor == "auto" or 0 <= self.alpha_floor < 1, f"alpha_floor must be auto or in [0, 1), got {self.alpha_floor}"),
             (1 <= self.window_points <= 10_000, f"window_points must be 1..10000, got {self.window_points}"),
             (0 < self.window_weight <= 1e3, f"window_weight must be in (0, 1000], got {self.window_weight}"),
             (8 <= self.plane_points <= 1024 and 1 <= self.plane_couplings <= 256, f"plane_points must be 8..1024 and plane_couplings 1..256, got {self.plane_points}, {self.plane_couplings}"),

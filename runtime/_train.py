@@ -24,7 +24,7 @@ from renorm.symbolic import (
 )
 
 from ._checkpoint import FORMAT, Interrupted, clean_orphans, deferred_signals, read_checkpoint, run_lock, save_checkpoint, saving
-from ._config import TrainConfig, TrainingStatus
+from ._config import TrainConfig, TrainingStatus, auto_floor
 from ._flow import ConditionalFlow
 from ._maps import TORCH, training_range
 from ._rundir import CHECKPOINT, SPEC_COPY, run_problem
@@ -102,12 +102,42 @@ def trained_couplings(problem: Problem, config: TrainConfig) -> tuple[float, flo
         RenormError: If ``config.alpha_floor`` is not below the spec's α_min.
     """
     lo, hi = problem.coupling_range
-    if config.alpha_floor == 0:
+    floor = window_floor(problem, config)
+    if floor == 0:
         return float(lo), float(hi)
-    if not config.alpha_floor < lo:
-        raise RenormError(f"alpha_floor {config.alpha_floor:g} is not below the spec's alpha_min {lo:g}: lower it, or pass 0 to train "
+    if not floor < lo:
+        raise RenormError(f"alpha_floor {floor:g} is not below the spec's alpha_min {lo:g}: lower it, or pass 0 to train "
                           "no perturbative window")
-    return float(config.alpha_floor), float(hi)
+    return floor, float(hi)
+
+
+def window_floor(problem: Problem | MultiProblem, config: TrainConfig) -> float:
+    r"""The perturbative window's floor: ``config.alpha_floor``, or what ``auto`` means for ``problem`` (0: none).
+
+    ``auto`` is :func:`~renorm.runtime._config.auto_floor` of the spec's α_min where the window
+    applies: a target in one variable (the window is not there in two yet), trained by
+    distillation (the window's objective is distillation's: ``mode`` auto or distill on the
+    quadrature grid), with an exact minimizer at the floor and at the ends of the physical range. Elsewhere it is 0, and ``verify``
+    reads the orders over the physical range.
+    """
+    if config.alpha_floor != "auto":
+        return float(config.alpha_floor)
+    if isinstance(problem, MultiProblem) or config.mode in ("functional", "events") or config.sampling != "quadrature":
+        return 0.0
+    lo, hi = (float(c) for c in problem.coupling_range)
+    floor = auto_floor(lo)
+    if floor == 0:
+        return 0.0
+    try:
+        solve(problem, [floor, lo, hi])
+    except NotNormalizableError:
+        return 0.0
+    return floor
+
+
+def _resolved_floor(problem: Problem | MultiProblem, config: TrainConfig) -> TrainConfig:
+    r"""``config`` with ``alpha_floor = auto`` replaced by the floor it means, as a run stores it."""
+    return dataclasses.replace(config, alpha_floor=window_floor(problem, config))
 
 
 class Objective:
@@ -704,6 +734,7 @@ def train(
         # refused before the run directory is made
         config = config or TrainConfig()
         config.validate()
+        config = _resolved_floor(problem, config)
         if isinstance(problem, MultiProblem):
             _check_plane_config(config)
         else:
@@ -748,6 +779,8 @@ def _train(problem: Problem, directory: Path, config: TrainConfig | None, resume
     state = None
     if resume:
         state, stored = _read_checkpoint(checkpoint_path, problem)
+        if config is not None and config.alpha_floor == "auto":
+            config = dataclasses.replace(config, alpha_floor=stored.alpha_floor)  # resumed, auto is the floor the run chose
         config = resumed_config(stored, config)
         config.validate()
         _check_continuation(state, config, directory)

@@ -22,6 +22,8 @@ from renorm.symbolic import (
 )
 from renorm.symbolic import coefficients as distributions
 
+from ._config import auto_floor
+
 __all__ = ["LogDensity", "CertificateRow", "OrderDeviation", "Check", "VerifyReport", "exact_log_density", "certificate", "extract_coefficients", "extractable_range",
            "SmallCouplingFit", "small_coupling_fit", "verify"]
 
@@ -622,8 +624,6 @@ def extractable_range(
 
 # --- coefficients at small couplings -------------------------------------------------------
 
-#: The lowest coupling a plain callable is checked at, as the flow's default ``alpha_floor``.
-WINDOW_FLOOR = 1e-3
 #: A point is checked with couplings up to the largest α at which, for every order n and every
 #: coupling below it, :math:`|q^* - p| \le` ``CORRECTION`` :math:`\alpha^n |p^n|`.
 CORRECTION = 1e-3
@@ -773,7 +773,7 @@ def small_coupling_fit(
         problem: The matching problem.
         log_density: :math:`\log q(x|\alpha)`; it must be defined on ``couplings``.
         couplings: The couplings the density may be evaluated at (a trained flow's
-            :attr:`~renorm.runtime.Run.couplings`); default from :data:`WINDOW_FLOOR` to α_max.
+            :attr:`~renorm.runtime.Run.couplings`); default from the floor of ``alpha_floor = auto`` (:func:`~renorm.runtime._config.auto_floor`; α_min where that is none) to α_max.
         bulk: The range of points; default the union of the 1%–99% quantile ranges of :math:`q^*`
             at α_min, the middle coupling and α_max (without :math:`q^*`: of the density).
         points: Points of the grid, uniform in log distance to the singular endpoint.
@@ -793,7 +793,7 @@ def small_coupling_fit(
 def _checked_couplings(problem: Problem, couplings: tuple[float, float] | None) -> tuple[float, float]:
     lo, hi = problem.coupling_range
     if couplings is None:
-        return (min(WINDOW_FLOOR, float(lo)), float(hi))
+        return (auto_floor(float(lo)) or float(lo), float(hi))
     a, b = (float(c) for c in couplings)
     if not (0 < a < b and math.isfinite(b)):
         raise RenormError(f"the couplings to check must satisfy 0 < lowest < highest, got [{a:g}, {b:g}]")

@@ -108,8 +108,46 @@ def test_alpha_floor_must_lie_below_the_range(tmp_path):
 @pytest.fixture(scope="module")
 def windowed(tmp_path_factory):
     out = tmp_path_factory.mktemp("window")
-    train(_example("angularity_lo"), out, TrainConfig(alpha_floor=1e-3, epochs=4, refine=0), progress=False)
+    train(_example("angularity_lo"), out, TrainConfig(alpha_floor="auto", epochs=4, refine=0), progress=False)  # 1e-3
     return out
+
+
+@pytest.mark.parametrize("alpha_min, floor", [(0.05, 1e-3), (0.2, 1e-3), (0.01, 2e-4), (5e-3, 1e-4), (4e-3, 0.0)])
+def test_auto_puts_the_floor_fifty_times_below_the_range(alpha_min, floor):
+    from renorm.runtime._config import auto_floor
+    from renorm.runtime._train import window_floor
+
+    problem = dataclasses.replace(_example("angularity_lo"), coupling_range=(alpha_min, 0.3))
+    assert auto_floor(alpha_min) == pytest.approx(floor, rel=1e-12, abs=0)
+    assert window_floor(problem, TrainConfig(alpha_floor="auto")) == pytest.approx(floor, rel=1e-12, abs=0)
+    assert window_floor(problem, TrainConfig(alpha_floor=1e-5)) == 1e-5  # a number is taken as it is
+
+
+@pytest.mark.parametrize("spec, settings", [
+    ("angularity_lo", {"mode": "functional"}),  # the window's objective is distillation's
+    ("angularity_lo", {"sampling": "monte-carlo"}),
+    ("refused/angularity_lo_linear", {}),  # no exact minimizer
+    ("multi/emission_ll", {}),  # two variables
+])
+def test_auto_leaves_the_window_out_where_it_does_not_apply(spec, settings, tmp_path):
+    from renorm.runtime._train import window_floor
+
+    problem = _example(spec)
+    assert window_floor(problem, TrainConfig(alpha_floor="auto", **settings)) == 0.0
+    if spec == "angularity_lo":  # and the run stores the floor it used
+        run = train(problem, tmp_path, TrainConfig(alpha_floor="auto", epochs=1, refine=0, x_points=64, alpha_points=2, **settings), progress=False)
+        assert run.config.alpha_floor == 0.0 and run.couplings == pytest.approx((0.05, 0.3))
+
+
+@pytest.mark.parametrize("value, message", [("low", "expected auto or a number, got 'low'"), ("0.2", "alpha_floor 0.2 is not below")])
+def test_a_bad_alpha_floor_flag_is_refused_in_one_line(value, message, tmp_path, capsys):
+    try:
+        code = main(["train", str(EXAMPLES / "angularity_lo.toml"), "--out", str(tmp_path / "run"), "--alpha-floor", value])
+    except SystemExit as done:  # argparse's own refusal
+        code = done.code
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and message in err[0]
+    assert not (tmp_path / "run").exists()
 
 
 def test_the_plot_of_a_windowed_run_shows_the_fit_verify_checks(windowed, monkeypatch):
@@ -146,7 +184,7 @@ def test_a_windowed_run_covers_its_couplings_and_refuses_others(windowed, capsys
 
 def test_a_run_without_the_window_refuses_small_couplings(tmp_path, capsys):
     out = tmp_path / "run"
-    train(_example("angularity_lo"), out, TrainConfig(epochs=2, refine=0), progress=False)
+    train(_example("angularity_lo"), out, TrainConfig(epochs=2, refine=0, alpha_floor=0.0), progress=False)
     assert load_run(out).couplings == pytest.approx((0.05, 0.3))
     assert main(["eval", str(out), "--alpha", "0.003", "--x", "0.01"]) == 2
     assert "[0.05, 0.3]" in capsys.readouterr().err
@@ -180,6 +218,7 @@ def _objective(name, **settings):
 @pytest.mark.parametrize("name, settings, tolerance", [
     ("angularity_lo", {"alpha_floor": 1e-3}, 1e-5),  # q*'s Sudakov peak at α = 1e-3 is narrow in the latent variable
     ("soft_collinear_nlo", {}, 1e-5),  # q* vanishes with a kink where p changes sign
+    ("soft_collinear_nlo", {"alpha_floor": "auto"}, 1e-4),  # with the window the kink, at every coupling, takes the refinement to its limit: 5.5e-5
     ("angularity_running", {}, 2e-3),  # a logarithmic spike at the Landau pole: the refinement's limit
     ("soft_collinear", {"alpha_floor": 2e-3, "x_points": 256}, 1e-5),
 ])
@@ -203,10 +242,10 @@ def test_the_training_grid_integrates_q_star_at_every_coupling(name, settings, t
 
 
 def test_the_grid_of_a_resolved_problem_is_left_as_it_is():
-    # the main job's grid already integrates q* to 1.7e-6: no panel is split (its run stays bit for bit)
+    # the physical range's grid already integrates q* to 1.7e-6: no panel is split (a run without the window stays bit for bit)
     from renorm.runtime._train import _gauss_legendre
 
-    objective = _objective("angularity_lo")
+    objective = _objective("angularity_lo", alpha_floor=0.0)
     y, _ = _gauss_legendre(objective.latent_edges(objective.config.x_points // 8))
     assert np.array_equal(objective.y.numpy(), y)
 
@@ -244,7 +283,7 @@ def test_the_window_trains_the_bulk_pointwise_and_each_side_as_one_bin():
 
 def test_the_window_keeps_the_physical_standardization():
     # q*'s peak at α = 1e-3 would take the Bernstein polynomials' resolution from the physical range
-    plain, windowed = _objective("angularity_lo"), _objective("angularity_lo", alpha_floor=1e-3)
+    plain, windowed = _objective("angularity_lo", alpha_floor=0.0), _objective("angularity_lo", alpha_floor=1e-3)
     assert float(windowed.flow.shift) == float(plain.flow.shift) and float(windowed.flow.scale) == float(plain.flow.scale)
     assert windowed.flow.coupling_range == (1e-3, 0.3)
 
