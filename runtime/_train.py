@@ -117,8 +117,8 @@ def window_floor(problem: Problem | MultiProblem, config: TrainConfig) -> float:
     ``auto`` is :func:`~renorm.runtime._config.auto_floor` of the spec's α_min where the window
     applies: a target in one variable (the window is not there in two yet), trained by
     distillation (the window's objective is distillation's: ``mode`` auto or distill on the
-    quadrature grid), with an exact minimizer at the floor and at the ends of the physical range. Elsewhere it is 0, and ``verify``
-    reads the orders over the physical range.
+    quadrature grid), with an exact minimizer at the floor and at the ends of the physical
+    range. Elsewhere it is 0, and ``verify`` reads the orders over the physical range.
     """
     if config.alpha_floor != "auto":
         return float(config.alpha_floor)
