@@ -20,7 +20,7 @@ _EXPORTS = {
     "plot_plane_report": "._plane_plot",
     "TORCH": "._maps",
     "plot_report": "._plot",
-    "Run": "._train", "Interrupted": "._checkpoint", "TrainConfig": "._config", "TrainingStatus": "._config", "load_run": "._train", "train": "._train",
+    "Run": "._train", "Interrupted": "._checkpoint", "TrainConfig": "._config", "TrainingStatus": "._config", "auto_floor": "._config", "load_run": "._train", "train": "._train",
     "CertificateRow": "._verify", "VerifyReport": "._verify", "OrderDeviation": "._verify", "Check": "._verify", "LogDensity": "._verify", "certificate": "._verify",
     "exact_log_density": "._verify", "extract_coefficients": "._verify", "extractable_range": "._verify", "verify": "._verify",
     "SmallCouplingFit": "._verify", "small_coupling_fit": "._verify",
