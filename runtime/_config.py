@@ -151,8 +151,6 @@ class TrainConfig:
             value, kind = getattr(self, item.name), type(item.default)
             if item.name == "alpha_floor" and value == "auto":
                 ok = True
-            elif item.name == "alpha_floor":
-                ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
             elif item.name == "hidden":
                 ok = isinstance(value, tuple) and all(isinstance(h, int) and not isinstance(h, bool) for h in value)
             elif kind is float:

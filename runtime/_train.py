@@ -135,11 +135,6 @@ def window_floor(problem: Problem | MultiProblem, config: TrainConfig) -> float:
     return floor
 
 
-def _resolved_floor(problem: Problem | MultiProblem, config: TrainConfig) -> TrainConfig:
-    r"""``config`` with ``alpha_floor = auto`` replaced by the floor it means, as a run stores it."""
-    return dataclasses.replace(config, alpha_floor=window_floor(problem, config))
-
-
 class Objective:
     r"""The training objective on a grid of latent points and couplings.
 
@@ -734,7 +729,7 @@ def train(
         # refused before the run directory is made
         config = config or TrainConfig()
         config.validate()
-        config = _resolved_floor(problem, config)
+        config = dataclasses.replace(config, alpha_floor=window_floor(problem, config))  # the floor auto means, as the run stores it
         if isinstance(problem, MultiProblem):
             _check_plane_config(config)
         else:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cache, cached_property
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -271,7 +271,7 @@ class ExactMinimizer:
 
     def _solve(self, alpha: float, guess: float | None) -> Solution:
         points = self.breakpoints(alpha)
-        total = _remembered(lambda lam: self.normalization(alpha, lam, points))
+        total = cache(lambda lam: self.normalization(alpha, lam, points))  # once per λ: the bracket and the final check revisit the root
         at_zero = total(0.0)
         if math.isfinite(at_zero) and abs(at_zero - 1.0) <= 1e-14:
             lam = 0.0
@@ -297,25 +297,12 @@ class ExactMinimizer:
 
 
 
-def _remembered(function: Callable[[float], float]) -> Callable[[float], float]:
-    r"""``function`` evaluated once per argument: the walk and Brent's method revisit their ends, and
-    :meth:`ExactMinimizer._solve` the root (4 of 13 adaptive quadratures per coupling, measured on ``angularity_running``)."""
-    values: dict[float, float] = {}
-
-    def remembered(argument: float) -> float:
-        if argument not in values:
-            values[argument] = function(argument)
-        return values[argument]
-
-    return remembered
-
-
 def bracket(g: Callable[[float], float], guess: float | None, decreasing: bool, alpha: float, kind: str) -> float:
     r"""The root in :math:`t = \log|\lambda|` of ``g`` (``∫q_λ - 1``, decreasing or increasing in ``t``), walked to
     from ``log guess`` in growing steps within 1e±300 and then found by Brent's method; returns :math:`|\lambda|`."""
     lo_t, hi_t = _LOG_LAMBDA_RANGE
     start = min(max(math.log(guess) if guess and guess > 0 else 0.0, lo_t), hi_t)
-    clipped = _remembered(lambda t: min(g(t), 1e6))
+    clipped = cache(lambda t: min(g(t), 1e6))  # the walk and Brent's method revisit their ends (4 of 13 quadratures per coupling)
     value = clipped(start)
     step = math.log(10.0)
     # walk from the start towards the sign change in growing steps (1, 2, 4, ... decades)
