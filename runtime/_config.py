@@ -82,8 +82,8 @@ class TrainConfig:
             corrections below 1e-3 across the bulk). ``auto``: :func:`auto_floor` of α_min (1e-3
             for the examples) where the window applies, that is for a target in one variable,
             distilled from q* (``mode`` auto or distill, quadrature sampling) and with q* at the
-            floor; 0 otherwise. 0 (the default, for now: README) turns the window off. A run
-            stores the floor it used.
+            floor; 0 otherwise. ``auto`` is the default; 0 turns the window off. A run stores
+            the floor it used.
         window_points: Coupling nodes in the window (Gauss–Legendre in log α, or its Monte Carlo batch).
         window_weight: The window's weight per unit of log α, relative to the physical range's (1:
             the couplings weighted uniformly in log α across both). Measured on the angularity: at 1 the window's
@@ -122,7 +122,7 @@ class TrainConfig:
     sampling: str = _setting("quadrature", "deterministic Gauss-Legendre nodes or fresh uniform points each step", ("quadrature", "monte-carlo"))
     x_points: int = _setting(128, "latent quadrature nodes (or the Monte Carlo batch); at least 64")
     alpha_points: int = _setting(32, "coupling nodes over the spec's alpha_range (or the Monte Carlo batch)")
-    alpha_floor: float | str = _setting(0.0, "lowest coupling trained: a perturbative window [alpha_floor, alpha_min] below the "
+    alpha_floor: float | str = _setting("auto", "lowest coupling trained: a perturbative window [alpha_floor, alpha_min] below the "
                                              "spec's range, where verify checks the orders across the bulk (auto: alpha_min/50, at most "
                                              "1e-3, where the window applies; 0: off)", parse=_coupling_floor)
     window_points: int = _setting(16, "coupling nodes in the perturbative window")
@@ -149,8 +149,8 @@ class TrainConfig:
         r"""Refuses settings of the wrong type or out of range (and, with ``devices``, an absent device)."""
         for item in dataclasses.fields(self):
             value, kind = getattr(self, item.name), type(item.default)
-            if item.name == "alpha_floor" and value == "auto":
-                ok = True
+            if item.name == "alpha_floor":
+                ok = value == "auto" or (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value))
             elif item.name == "hidden":
                 ok = isinstance(value, tuple) and all(isinstance(h, int) and not isinstance(h, bool) for h in value)
             elif kind is float:
