@@ -306,8 +306,8 @@ def test_acceptance_on_the_angularity(angularity, tmp_path):
     README "Reproducibility", where the old 2% check of q¹ over the physical range failed on two.
     The TV bound is the windowed runs' measured spread (README: one run of seven reached 1.2e-3).
 
-    In CI this runs in a reduced form (15 refinement steps, ~10 s: measured TV ≤ 1.8e-3, bound
-    5e-3); ``RENORM_FULL=1`` runs the defaults (~50 s).
+    In CI this runs in a reduced form (15 refinement steps, 21 s on a slow machine; bound 5e-3);
+    ``RENORM_FULL=1`` runs the defaults (149 s there, with the verification).
     """
     config = TrainConfig() if FULL else TrainConfig(refine=15)
     run = train(angularity, tmp_path, config, progress=False)
