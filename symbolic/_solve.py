@@ -294,7 +294,8 @@ class ExactMinimizer:
 
     def _multiplier(self, alpha: float, guess: float | None, points: np.ndarray, total: Callable[[float], float]) -> float:
         r"""λ with :math:`\int q_\lambda = 1` (``total(λ)`` is the adaptive integral), or the reason there is none."""
-        if guess and guess > 0:
+        warm = bool(guess and guess > 0)
+        if warm:
             # warm-started, ∫p (λ = 0) is not needed: it is the costliest integral where p has a pole (0.5 s at a Landau pole)
             lam = self._settled(alpha, 1.0, guess, points, None)
             if lam is not None:
@@ -306,7 +307,8 @@ class ExactMinimizer:
             raise NotNormalizableError(self.matching.no_negative_multiplier(alpha, at_zero))
         sign = 1.0 if at_zero > 1.0 else -1.0
         start = guess if sign > 0 else None
-        lam = self._settled(alpha, sign, start, points, nodes)
+        # without nodes of p the positive branch would only repeat the warm start's attempt, which failed
+        lam = None if warm and sign > 0 and nodes is None else self._settled(alpha, sign, start, points, nodes)
         if lam is None:  # the nodes diverge or never agree: bracket the adaptive integral itself
             lam = sign * bracket(lambda t: total(sign * math.exp(t)) - 1.0, start, sign > 0, alpha, self.matching.kind)
         return lam
