@@ -12,7 +12,7 @@ from .. import schema
 from ..conftest import EXAMPLES
 
 ANGULARITY = str(EXAMPLES / "angularity_lo.toml")
-SMALL = ["--epochs", "6", "--refine", "1"]
+SMALL = ["--epochs", "6", "--refine", "1", "--x-points", "64", "--alpha-points", "4", "--window-points", "2"]
 
 
 def _json(capsys, args, code=0):

@@ -252,7 +252,8 @@ def test_cli_eval_sample_verify_plot(trained, capsys):
 @pytest.mark.parametrize("name", sorted(path.stem for path in EXAMPLES.glob("*.toml")))
 def test_every_example_runs_through_renorm_run(name, tmp_path, capsys):
     # a small budget: the pipeline end to end (codegen, solve, train, verify, plot), not its accuracy
-    code = main(["run", str(EXAMPLES / f"{name}.toml"), "--out", str(tmp_path), "--epochs", "10", "--refine", "1"])
+    code = main(["run", str(EXAMPLES / f"{name}.toml"), "--out", str(tmp_path), "--epochs", "10", "--refine", "1",
+                 "--x-points", "64", "--alpha-points", "4", "--window-points", "2"])
     out = capsys.readouterr().out
     report = json.loads((tmp_path / "report.json").read_text())
     assert (code == 0) == report["passed"] and code in (0, 1)

@@ -63,8 +63,9 @@ def test_cumulants_against_the_closed_form():
     np.testing.assert_allclose(fit.exact_cumulant[0][fitted], 1.0, atol=2e-5)
 
 
-def test_the_error_estimate_bounds_the_deviation_of_a_perturbed_density():
-    problem = _example("angularity_lo")
+@pytest.mark.parametrize("name", ["angularity_lo", "angularity_running"])
+def test_the_error_estimate_bounds_the_deviation_of_a_perturbed_density(name):
+    problem = _example(name)
     exact = exact_log_density(problem)
     # a relative error that changes with α and x, as a trained flow's does
     perturbed = lambda x, a: exact(x, a) + 0.004 * np.sin(3 * np.log(x)) * np.cos(2 * np.log(a))
@@ -84,8 +85,9 @@ def test_the_error_estimate_bounds_the_deviation_of_a_perturbed_density():
     (lambda exact: (lambda x, a: exact(x, 1.5 * a)), "O(α) off by 50%"),
     (lambda exact: (lambda x, a: exact(x, a) + 0.03 * np.log(a / 0.3)), "a relative error growing at small α"),
 ])
-def test_a_broken_density_fails(broken, reason):
-    problem = _example("angularity_lo")
+@pytest.mark.parametrize("name", ["angularity_lo", "angularity_running"])
+def test_a_broken_density_fails(broken, reason, name):
+    problem = _example(name)
     report = verify(problem, broken(exact_log_density(problem)), couplings=WINDOW)
     assert not report.passed, reason
     assert report.orders[1].margin < 0
@@ -303,10 +305,36 @@ def test_the_fit_recovers_a_polynomial_in_alpha_exactly_at_its_degree():
     np.testing.assert_allclose(fit.extracted[0][fitted], 0.0, atol=1e-8 * p1(fit.x[fitted]).max())
 
 
-@pytest.mark.parametrize("name, higher", [("angularity_lo", False), ("soft_collinear", False), ("angularity_running", True), ("soft_collinear_nlo", True)])
+def test_the_orders_beyond_n_come_off_before_the_fit():
+    # the running coupling: p - α p¹ = α p¹ (1/(1 + α b log x) - 1), b = β₀/(2π), in closed form
+    problem = _example("angularity_running")
+    coefficients = _verify._Exact.of(problem).coefficients
+    assert not coefficients.polynomial
+    assert all(_verify._Exact.of(_example(name)).coefficients.polynomial for name in ("angularity_lo", "soft_collinear", "soft_collinear_nlo"))
+    b = (11 * 3 - 4 * 0.5 * 5) / 3 / (2 * np.pi)
+    x = np.geomspace(1e-6, 0.49, 50)
+    p1 = CF / (np.pi * x) * (2 * np.log((1 - x) / x) + 3 * x - 1.5)
+    for alpha in (1e-3, 0.02, 0.05):
+        reference = alpha * p1 * (1 / (1 + alpha * b * np.log(x)) - 1)
+        np.testing.assert_allclose(coefficients.beyond(_verify._Exact.of(problem).minimizer.p, x, alpha), reference, rtol=1e-10)
+    # a density with the target's orders beyond N and known q⁰ = 0, q¹ = p¹ (1 + 0.3 sin 5 log x):
+    # the fit at degree N recovers both exactly, although q is not polynomial in α
+    minimizer = _verify._Exact.of(problem).minimizer
+    wiggle = lambda x: 0.3 * np.sin(5 * np.log(x))
+    density = lambda x, alpha: np.log(minimizer.p(x, alpha) + alpha * coefficients(1, x) * wiggle(x))
+    fit = small_coupling_fit(problem, density, WINDOW)
+    fitted = np.isfinite(fit.extracted[1])
+    assert fitted.mean() > 0.9 and (fit.degree[fitted] == problem.order).all()
+    q1 = coefficients(1, fit.x[fitted]) * (1 + wiggle(fit.x[fitted]))
+    np.testing.assert_allclose(fit.extracted[1][fitted], q1, rtol=1e-7)
+    np.testing.assert_allclose(fit.extracted[0][fitted], 0.0, atol=1e-7 * np.abs(q1).max())
+
+
+@pytest.mark.parametrize("name, higher", [("angularity_lo", False), ("soft_collinear", False), ("angularity_running", False), ("soft_collinear_nlo", True)])
 def test_each_point_fits_at_the_lowest_degree_that_reproduces_p_from_q_star(name, higher, monkeypatch):
-    # a fixed-order target is a polynomial of degree N in alpha: q* needs no more where it is p; the
-    # running coupling is not polynomial in alpha and gets the higher degrees where it needs them
+    # a fixed-order target is a polynomial of degree N in alpha: q* needs no more where it is p; so
+    # does the running coupling once its orders beyond N are taken off; the NLO example's q* needs
+    # more at some points
     problem = _example(name)
     fit = small_coupling_fit(problem, exact_log_density(problem), WINDOW)
     fitted = np.isfinite(fit.degree)
