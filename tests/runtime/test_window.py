@@ -308,7 +308,8 @@ def test_the_fit_recovers_a_polynomial_in_alpha_exactly_at_its_degree():
 def test_the_orders_beyond_n_come_off_before_the_fit():
     # the running coupling: p - α p¹ = α p¹ (1/(1 + α b log x) - 1), b = β₀/(2π), in closed form
     problem = _example("angularity_running")
-    coefficients = _verify._Exact.of(problem).coefficients
+    exact = _verify._Exact.of(problem)
+    coefficients, minimizer = exact.coefficients, exact.minimizer
     assert not coefficients.polynomial
     assert all(_verify._Exact.of(_example(name)).coefficients.polynomial for name in ("angularity_lo", "soft_collinear", "soft_collinear_nlo"))
     b = (11 * 3 - 4 * 0.5 * 5) / 3 / (2 * np.pi)
@@ -316,10 +317,9 @@ def test_the_orders_beyond_n_come_off_before_the_fit():
     p1 = CF / (np.pi * x) * (2 * np.log((1 - x) / x) + 3 * x - 1.5)
     for alpha in (1e-3, 0.02, 0.05):
         reference = alpha * p1 * (1 / (1 + alpha * b * np.log(x)) - 1)
-        np.testing.assert_allclose(coefficients.beyond(_verify._Exact.of(problem).minimizer.p, x, alpha), reference, rtol=1e-10)
+        np.testing.assert_allclose(coefficients.beyond(minimizer.p, x, alpha), reference, rtol=1e-10)
     # a density with the target's orders beyond N and known q⁰ = 0, q¹ = p¹ (1 + 0.3 sin 5 log x):
     # the fit at degree N recovers both exactly, although q is not polynomial in α
-    minimizer = _verify._Exact.of(problem).minimizer
     wiggle = lambda x: 0.3 * np.sin(5 * np.log(x))
     density = lambda x, alpha: np.log(minimizer.p(x, alpha) + alpha * coefficients(1, x) * wiggle(x))
     fit = small_coupling_fit(problem, density, WINDOW)
