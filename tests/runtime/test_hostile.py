@@ -1,7 +1,9 @@
 r"""Hostile input: nothing from a spec, a file name or a run directory executes, hangs or crashes.
 
 Every case runs the real command line in a fresh process, all of them concurrently (one per core),
-each under a harness timeout: a case that hangs is killed and fails. Each asserts its exit code,
+each under a harness timeout: a case that hangs is killed and fails. The processes are forked from
+a server that has imported SymPy once (see ``_forked``): 116 interpreters importing it took about
+a minute of the suite. Each asserts its exit code,
 exactly one line on stderr naming the problem, that no marker file was created by any payload,
 and that nothing was written where the command was refused.
 """
@@ -21,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from . import _forked
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
@@ -212,17 +216,18 @@ def _prepare(case_id: str, case: Case, root: Path) -> Path:
     return folder
 
 
-def _command(argv: list[str]) -> list[str]:
-    program = {"renorm": "renorm.runtime._cli", "renorm-codegen": "renorm.codegen._cli"}[argv[0]]
-    return [sys.executable, "-m", program, *argv[1:]]
-
-
-def _run(case_id: str, case: Case, folder: Path, cache: Path) -> tuple[subprocess.CompletedProcess | None, str | None]:
+def _run(case_id: str, case: Case, folder: Path, cache: Path, streams: Path) -> tuple[subprocess.CompletedProcess | None, str | None]:
     env = {**os.environ, "RENORM_CACHE": str(cache), **case.env}
-    try:
-        result = subprocess.run(_command(case.argv), cwd=folder, capture_output=True, text=True, timeout=TIMEOUT, env=env, stdin=subprocess.DEVNULL)
-    except subprocess.TimeoutExpired:
+    program = {"renorm": "renorm.runtime._cli", "renorm-codegen": "renorm.codegen._cli"}[case.argv[0]]
+    out, err = streams / f"{case_id}.out", streams / f"{case_id}.err"
+    process = _forked.context().Process(target=_forked.run_module, args=(program, case.argv[1:], str(folder), env, str(out), str(err)))
+    process.start()
+    process.join(TIMEOUT)
+    if process.exitcode is None:
+        process.kill()
+        process.join()
         return None, None
+    result = subprocess.CompletedProcess(case.argv, process.exitcode, out.read_text(), err.read_text())
     after = None
     if case.after and result.returncode == case.code:
         check = subprocess.run([sys.executable, "-c", case.after], cwd=folder, capture_output=True, text=True, timeout=TIMEOUT, env=env)
@@ -233,10 +238,11 @@ def _run(case_id: str, case: Case, folder: Path, cache: Path) -> tuple[subproces
 @pytest.fixture(scope="module")
 def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple]:
     root = tmp_path_factory.mktemp("hostile")
-    cache = root / ".cache"
+    cache, streams = root / ".cache", root / ".streams"
+    streams.mkdir()
     folders = {case_id: _prepare(case_id, case, root) for case_id, case in CASES.items()}
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
-        futures = {case_id: pool.submit(_run, case_id, case, folders[case_id], cache) for case_id, case in CASES.items()}
+        futures = {case_id: pool.submit(_run, case_id, case, folders[case_id], cache, streams) for case_id, case in CASES.items()}
         return {case_id: (folders[case_id], *future.result()) for case_id, future in futures.items()}
 
 
