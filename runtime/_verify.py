@@ -1129,6 +1129,20 @@ def _window_order_deviation(problem: Problem, coefficients: _Coefficients, fit: 
                           float(min(margins)), (int(fit.degree[checked].min()), int(fit.degree[checked].max())))
 
 
+def _resolution_note(coefficients: _Coefficients, fit: SmallCouplingFit, order: OrderDeviation, tolerance: float, max_tolerance: float,
+                     variable: str) -> str:
+    r"""Why a failed order failed, in the flow's terms: how far it is from q* at the fit's couplings,
+    the gain :math:`G_n` that turns that into a deviation of :math:`q^n`, and how close to q* the
+    tolerances need it (the gain depends on the fit and on p alone, not on the flow)."""
+    checked, _ = window_checked(coefficients, fit, order.n, tolerance)
+    gain, error, x = fit.gain[order.n][checked], fit.error[checked], fit.x[checked]
+    worst = int(np.argmax(gain))
+    return (f"q^{order.n}: the flow is too far from q* to resolve p^{order.n}. Its largest |q/q* - 1| at the fit's couplings has a median "
+            f"of {np.median(error):.1e} over the checked points, and the fit amplifies it by G_{order.n} (median {np.median(gain):.3g}, "
+            f"at most {gain[worst]:.3g}, at {variable} = {x[worst]:.4g}): the median tolerance {tolerance:g} needs a flow within about "
+            f"{tolerance / np.median(gain):.1e} of q*, the maximum {max_tolerance:g} within {max_tolerance / gain[worst]:.1e} where G_{order.n} is largest")
+
+
 def _window_order_check(order: OrderDeviation, tolerance: float, max_tolerance: float, min_coverage: float, variable: str) -> Check:
     r"""The comparison of one order with :math:`p^n` across the bulk, or why it did not run."""
     name = f"q^{order.n} vs p^{order.n}"
@@ -1295,6 +1309,7 @@ def _verify_window(frame: Frame, log_density: LogDensity, tolerance: float, max_
         notes.append(f"order(s) {', '.join(map(str, short))} checked on less than {min_coverage:.0%} of the bulk with couplings in "
                      f"[{lo:g}, {hi:g}]: below the bulk's small-x end the exact minimizer differs from p by more than "
                      f"{CORRECTION:g} of the α^n term at every coupling a fit can use (train a lower alpha_floor)")
+    notes += [_resolution_note(coefficients, fit, o, tolerance, max_tolerance, frame.label) for o in orders if fit.gain is not None and o.extractable and not o.margin >= 0]
     passed = all(c.passed for c in report if c.ran) and all(c.ran for c in report[:len(orders)])
     return VerifyReport(
         orders=orders, certificate=rows, alphas=checks, normalization=[float(v) for v in found.normalization],

@@ -35,6 +35,7 @@ def test_the_exact_minimizer_passes_across_the_bulk(name):
     report = verify(problem, exact_log_density(problem), couplings=WINDOW)
     assert report.passed, [c.detail for c in report.checks if not c.passed]
     assert not schema.errors(report.to_json(), "verify")
+    assert not [note for note in report.notes if "too far from q*" in note]
     for order in report.orders:
         assert order.coverage >= 0.9 and order.margin > 0
         assert order.median_relative_deviation <= 0.005 and order.max_relative_deviation <= 0.02
@@ -88,9 +89,18 @@ def test_the_error_estimate_bounds_the_deviation_of_a_perturbed_density(name):
 @pytest.mark.parametrize("name", ["angularity_lo", "angularity_running"])
 def test_a_broken_density_fails(broken, reason, name):
     problem = _example(name)
-    report = verify(problem, broken(exact_log_density(problem)), couplings=WINDOW)
+    density = broken(exact_log_density(problem))
+    report = verify(problem, density, couplings=WINDOW)
     assert not report.passed, reason
     assert report.orders[1].margin < 0
+    # the failure says how close to q* the flow would have to be: the fit's gain on the checked points
+    fit = small_coupling_fit(problem, density, WINDOW)
+    checked, _ = _verify.window_checked(_verify._Exact.of(problem).coefficients, fit, 1, report.tolerance)
+    gain = fit.gain[1][checked]
+    (note,) = [note for note in report.notes if note.startswith("q^1: the flow is too far from q*")]
+    assert f"median {np.median(gain):.3g}, at most {gain.max():.3g}" in note
+    assert f"within about {report.tolerance / np.median(gain):.1e} of q*" in note
+    assert f"median of {np.median(fit.error[checked]):.1e}" in note
 
 
 def test_a_density_of_another_order_fails():
@@ -99,6 +109,7 @@ def test_a_density_of_another_order_fails():
     report = verify(nlo, exact_log_density(_example("soft_collinear")), couplings=WINDOW)
     assert not report.passed
     assert report.orders[2].median_relative_deviation > 0.5 and not report.checks[2].passed
+    assert [note.split(":")[0] for note in report.notes if "too far from q*" in note] == [f"q^{o.n}" for o in report.orders if o.margin < 0]
 
 
 def test_alpha_floor_must_lie_below_the_range(tmp_path):
