@@ -1309,7 +1309,9 @@ def _verify_window(frame: Frame, log_density: LogDensity, tolerance: float, max_
         notes.append(f"order(s) {', '.join(map(str, short))} checked on less than {min_coverage:.0%} of the bulk with couplings in "
                      f"[{lo:g}, {hi:g}]: below the bulk's small-x end the exact minimizer differs from p by more than "
                      f"{CORRECTION:g} of the α^n term at every coupling a fit can use (train a lower alpha_floor)")
-    notes += [_resolution_note(coefficients, fit, o, tolerance, max_tolerance, frame.label) for o in orders if fit.gain is not None and o.extractable and not o.margin >= 0]
+    deviating = [o for o in orders if o.extractable and (o.median_relative_deviation > tolerance or o.max_relative_deviation > max_tolerance
+                                                         or o.cumulant_median > tolerance)]  # not a shortfall of coverage alone
+    notes += [_resolution_note(coefficients, fit, o, tolerance, max_tolerance, frame.label) for o in deviating if fit.gain is not None]
     passed = all(c.passed for c in report if c.ran) and all(c.ran for c in report[:len(orders)])
     return VerifyReport(
         orders=orders, certificate=rows, alphas=checks, normalization=[float(v) for v in found.normalization],
