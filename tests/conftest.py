@@ -23,3 +23,14 @@ def soft_collinear():
     from renorm.symbolic import load_spec
 
     return load_spec(EXAMPLES / "soft_collinear.toml")
+
+
+@pytest.fixture(scope="session")
+def reduced_windowed_angularity(angularity, tmp_path_factory):
+    r"""The angularity trained at the defaults (the window included) but for a 15-step refinement:
+    the reduced (CI) form of both acceptance tests that train it, in test_runtime and in
+    test_window, which trained the same flow twice (about 20 s each)."""
+    from renorm.runtime import TrainConfig, train
+
+    return train(angularity, tmp_path_factory.mktemp("windowed") / "run", TrainConfig(refine=15), progress=False)
+

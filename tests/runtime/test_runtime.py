@@ -299,7 +299,7 @@ def test_cli_help_states_the_real_defaults(capsys):
 
 
 @pytest.mark.slow
-def test_acceptance_on_the_angularity(angularity, tmp_path):
+def test_acceptance_on_the_angularity(angularity, tmp_path, request):
     r"""Issues 4, 5 and 18 at the defaults: TV ≤ 1.5e-3 and median relative error ≤ 0.3% at three
     couplings, and the verification across the bulk from the perturbative window passing.
 
@@ -310,8 +310,7 @@ def test_acceptance_on_the_angularity(angularity, tmp_path):
     In CI this runs in a reduced form (15 refinement steps, 21 s on a slow machine; bound 5e-3);
     ``RENORM_FULL=1`` runs the defaults (149 s there, with the verification).
     """
-    config = TrainConfig() if FULL else TrainConfig(refine=15)
-    run = train(angularity, tmp_path, config, progress=False)
+    run = train(angularity, tmp_path, TrainConfig(), progress=False) if FULL else request.getfixturevalue("reduced_windowed_angularity")
     rows = certificate(angularity, run.log_density, [0.05, 0.118, 0.3])
     bound = 1.5e-3 if FULL else 5e-3
     assert run.couplings == pytest.approx((1e-3, 0.3))

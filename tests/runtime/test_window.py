@@ -367,15 +367,19 @@ def test_each_point_fits_at_the_lowest_degree_that_reproduces_p_from_q_star(name
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["angularity_lo", "soft_collinear"] if FULL else ["angularity_lo"])
-def test_windowed_flows_pass_across_the_bulk_and_a_rescaled_coupling_fails(name, tmp_path):
+def test_windowed_flows_pass_across_the_bulk_and_a_rescaled_coupling_fails(name, tmp_path, request):
     r"""A flow trained with the window (``alpha_floor = 1e-3``) matches every order across the whole
     bulk, and the same flow at 1.5 α does not. ``RENORM_FULL=1``: three seeds at the defaults
     (~45 s each; measured q¹ median 0.077-0.16%, max <= 0.64%, margins 0.81-0.92, TV <= 9.0e-4, README); CI:
-    seed 0 of the angularity with a 15-step refinement (~12 s; q¹ median 0.27%)."""
+    seed 0 of the angularity with a 15-step refinement (~12 s; q¹ median 0.27%), the flow of the
+    reduced acceptance test in test_runtime (``alpha_floor = auto`` is 1e-3 there)."""
     problem = _example(name)
     for seed in (0, 1, 2) if FULL else (0,):
-        config = TrainConfig(alpha_floor=1e-3, seed=seed, **({} if FULL else {"refine": 15}))
-        run = train(problem, tmp_path / f"seed{seed}", config, progress=False)
+        if FULL:
+            run = train(problem, tmp_path / f"seed{seed}", TrainConfig(alpha_floor=1e-3, seed=seed), progress=False)
+        else:
+            run = request.getfixturevalue("reduced_windowed_angularity")
+            assert run.couplings == pytest.approx((1e-3, 0.3))
         report = verify(problem, run.log_density, couplings=run.couplings)
         assert report.passed, [(o.n, o.median_relative_deviation, o.max_relative_deviation, o.margin) for o in report.orders]
         for order in report.orders:
