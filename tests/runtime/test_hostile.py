@@ -2,7 +2,7 @@ r"""Hostile input: nothing from a spec, a file name or a run directory executes,
 
 Every case runs the real command line in a fresh process, all of them concurrently (one per core),
 each under a harness timeout: a case that hangs is killed and fails. The processes are forked from
-a server that has imported SymPy once (see ``_forked``): 116 interpreters importing it took about
+a server that has imported SymPy once (see ``_forked``): 89 interpreters importing it took about
 a minute of the suite. Each asserts its exit code,
 exactly one line on stderr naming the problem, that no marker file was created by any payload,
 and that nothing was written where the command was refused.
