@@ -11,7 +11,7 @@ from matplotlib.colors import LogNorm, TwoSlopeNorm
 from renorm.symbolic import ExactMinimizer, MultiProblem, NotNormalizableError, marginal_problem
 
 from ._plane import PlaneFlow, PlaneMap, problem_interval
-from ._plane_train import PlaneLogDensity, _log_values, _solutions, _spans
+from ._plane_train import PlaneLogDensity, _log_values, _quantile, _solutions
 from ._plane_verify import marginal_rule
 from ._plot import _COLORS, _figure, _save, _training
 from ._verify import _certificate_alphas
@@ -32,7 +32,7 @@ def _logarithmic(problem: MultiProblem, k: int) -> bool:
 def _axes_range(problem: MultiProblem, alphas: Sequence[float]) -> list[tuple[float, float]]:
     r"""Per variable, the span of q*'s 1e-4 … 1 - 1e-4 quantiles at ``alphas`` (in :math:`x_k`, from its nested-quadrature nodes)."""
     clouds = [(s.nodes[0], s.nodes[1], s.nodes[2] * s.q(*s.nodes[:2])) for s in _solutions(problem, tuple(alphas))]
-    return _spans(clouds, _TAIL)
+    return [(min(_quantile(c[k], c[2], _TAIL) for c in clouds), max(_quantile(c[k], c[2], 1 - _TAIL) for c in clouds)) for k in range(2)]
 
 
 def _axis_points(problem: MultiProblem, k: int, span: tuple[float, float], count: int) -> np.ndarray:
