@@ -90,8 +90,8 @@ class TrainConfig:
             2.2 times the physical range's weight costs it TV 1.3–1.6e-3 at α = 0.3 on three
             seeds; at 0.15 it keeps 7.8e-4–1.0e-3 and the orders are checked as well (README).
         plane_points, plane_couplings: For a target in two variables, the Gauss–Legendre nodes per
-            latent coordinate (a tensor grid) and in log α (``x_points`` and ``alpha_points`` are
-            those of one variable).
+            latent coordinate (a tensor grid of panels of 8 nodes: rounded down to a multiple of 8,
+            at least 16) and in log α (``x_points`` and ``alpha_points`` are those of one variable).
         relative_weight: With distillation and the window on, the weight of a second term that asks
             for relative accuracy across the physical bulk at the window's couplings: the mean over the bulk (in the
             latent variable) of :math:`\frac12 \log^2(q/q^*)`. At small α the bulk holds little of
