@@ -11,6 +11,7 @@ and backward), then a full default training with the certificate against q*.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import resource
 import subprocess
@@ -28,12 +29,14 @@ def _child(case: str, device: str, training: bool) -> None:
 
     from renorm.runtime import TrainConfig, certificate, train
     from renorm.runtime._plane_train import plane_certificate
-    from renorm.runtime._train import _Trainer
+    from renorm.runtime._train import _Trainer, window_floor
     from renorm.symbolic import MultiProblem, load_spec
 
     torch.set_num_threads(2)
     problem = load_spec(CASES[case])
     config = TrainConfig(device=device)
+    # the floor "auto" stands for, as train() resolves it before it builds its trainer
+    config = dataclasses.replace(config, alpha_floor=window_floor(problem, config))
     with tempfile.TemporaryDirectory() as folder:
         trainer = _Trainer(problem, Path(folder), config, None, False, None)
         trainer._evaluate()  # warm-up
