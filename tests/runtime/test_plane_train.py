@@ -167,8 +167,9 @@ def test_the_latent_spans_leave_out_what_they_say(name, axes):
 
 @pytest.mark.parametrize("name", ["emission_theta_z", "angularity_pair"])
 def test_the_training_grid_integrates_q_star_at_every_coupling(name):
-    # Gauss–Legendre of order 8 on panels that follow q*'s mass: 2.9e-4 and 2.6e-5 (measured; of order
-    # 4 on as many nodes, 1e-2 at the smallest coupling, which the flow would learn as q*'s normalization)
+    # Gauss–Legendre of order 8 on panels that follow q*'s mass (measured: 2.8e-4 and 2.9e-4 on the
+    # training grids, 5e-6 and 3e-5 on the checking grids; order 4 on as many nodes: 1e-2 at the
+    # smallest coupling, which the flow would learn as q*'s normalization)
     problem = load_spec(EXAMPLES / "multi" / f"{name}.toml")
     config = TrainConfig()
     flow = build_plane_flow(problem, config).double()
