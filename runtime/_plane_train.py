@@ -86,6 +86,14 @@ def _solutions(problem: MultiProblem, alphas: tuple[float, ...]) -> tuple[Any, .
     return _SOLVED[key]
 
 
+def _latent_log_q_star(problem: MultiProblem, solution: Any, x1: np.ndarray, x2: np.ndarray, log_jacobian: np.ndarray) -> np.ndarray:
+    r"""The log density of q* in the latent plane at mapped points, :math:`\log q^* + \log|\partial x/\partial y|`:
+    :math:`-\infty` outside the region and wherever either term is not finite (no probability there)."""
+    with np.errstate(all="ignore"):  # where the bounds round together there is no point
+        value = solution.minimizer.log_q(x1, x2, solution.alpha, solution.lagrange_multiplier) + log_jacobian
+    return np.where(problem.contains(x1, x2) & np.isfinite(value), value, -np.inf)
+
+
 #: The fine latent rule of :func:`_latent_marginals`: Gauss–Legendre of this order on panels at most this wide, at most this many per coordinate.
 _FINE = (8, 0.5, 128)
 _MARGINALS: dict[tuple[str, str, tuple[float, ...]], list[list[tuple[np.ndarray, np.ndarray]]]] = {}
@@ -119,12 +127,9 @@ def _latent_marginals(problem: MultiProblem, plane_map: PlaneMap, alphas: tuple[
         g1, g2 = (a.ravel() for a in np.meshgrid(y1, y2, indexing="ij"))
         with np.errstate(all="ignore"):  # where the bounds round together there is no point
             x1, x2, log_jacobian = plane_map.from_latent(g1, g2)
-        inside = problem.contains(x1, x2) & np.isfinite(log_jacobian)
         out = []
         for solution in solutions:
-            with np.errstate(all="ignore"):
-                log_q = solution.minimizer.log_q(x1, x2, solution.alpha, solution.lagrange_multiplier) + log_jacobian
-            density = np.where(inside & np.isfinite(log_q), np.exp(np.minimum(np.where(inside, log_q, 0.0), 700.0)), 0.0).reshape(y1.size, y2.size)
+            density = np.exp(np.minimum(_latent_log_q_star(problem, solution, x1, x2, log_jacobian), 700.0)).reshape(y1.size, y2.size)
             mass = density * np.outer(w1, w2)
             mass /= mass.sum()
             out.append([(y1, mass.sum(1)), (y2, mass.sum(0))])
@@ -216,13 +221,7 @@ class PlaneObjective:
         g1, g2 = (a.ravel() for a in np.meshgrid(y1, y2, indexing="ij"))
         weights = np.outer(w1, w2).ravel()
         x1, x2, log_jacobian = self.flow.plane_map.from_latent(g1, g2)
-        target = []
-        for solution in _solutions(self.problem, self.alphas):
-            with np.errstate(all="ignore"):
-                log_q = solution.minimizer.log_q(x1, x2, solution.alpha, solution.lagrange_multiplier)
-            inside = self.problem.contains(x1, x2) & np.isfinite(log_q)
-            target.append(np.where(inside, log_q + log_jacobian, -np.inf))
-        target = np.stack(target, 1)
+        target = np.stack([_latent_log_q_star(self.problem, solution, x1, x2, log_jacobian) for solution in _solutions(self.problem, self.alphas)], 1)
         mass = np.where(np.isfinite(target), weights[:, None] * np.exp(np.minimum(target, 700)), 0.0)
         tensor = lambda a: torch.as_tensor(a, dtype=dtype, device=device)
         return {"y": tensor(np.stack([g1, g2], -1)), "log_weight": tensor(np.log(weights)), "target": tensor(np.where(np.isfinite(target), target, 0.0)),
@@ -345,11 +344,8 @@ def density_certificate(problem: MultiProblem, log_density: PlaneLogDensity, alp
     rows = []
     for solution in _solutions(problem, tuple(alphas)):
         log_flow = np.concatenate([_log_values(log_density, part, solution.alpha) for part in np.array_split(points, 64)])
-        with np.errstate(all="ignore"):
-            log_exact = solution.minimizer.log_q(x1, x2, solution.alpha, solution.lagrange_multiplier)
-        exact_inside = inside_region & np.isfinite(log_exact)
         flow = np.where(inside_region, np.exp(np.minimum(log_flow + log_jacobian, 700.0)), 0.0)
-        exact = np.where(exact_inside, np.exp(np.minimum(np.where(exact_inside, log_exact + log_jacobian, 0.0), 700.0)), 0.0)
+        exact = np.exp(np.minimum(_latent_log_q_star(problem, solution, x1, x2, log_jacobian), 700.0))
         n1, n2, w = solution.nodes
         q_star = solution.q(n1, n2)
         with np.errstate(all="ignore"):  # a node where q* underflows to 0 carries no weight below
